@@ -1,0 +1,33 @@
+"""Shared plumbing of the stage scripts: logging, config loading, and clean error exits."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from selfsup.config import Config, load_config
+from selfsup.errors import SelfSupError
+
+
+def stage_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file")
+    return parser
+
+
+def run_stage(main: Callable[[argparse.Namespace, Config], None], parser: argparse.ArgumentParser,
+              argv: list[str] | None = None) -> int:
+    """Parse args, load and validate the config, run ``main``; a SelfSupError exits 1 with its message."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.params)
+        main(args, cfg)
+    except SelfSupError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,275 @@
+"""Load ``params.yaml`` with its preset and the method's paper defaults, validated.
+
+Precedence, lowest first: the schema defaults below, ``params/methods/<method>.yaml`` (the
+paper's defaults), ``params/presets/<preset>.yaml`` (its general keys, then its
+``per_method.<method>`` keys), then what ``params.yaml`` (or ``dvc exp run -S``) sets. A
+``null`` in params.yaml means "not set here", so the layers below it show through.
+
+``method`` and the knobs users sweep (``epochs``, ``batch_size``, ``lr`` and each method's own
+knobs such as ``temperature`` or ``lambda``) are top-level keys. Everything is checked before
+any data is touched; a bad value raises one :class:`ConfigError` naming the key, the value and
+what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from selfsup.errors import ConfigError
+from selfsup.schema import build, flatten, knob, param_key, to_dict
+
+log = logging.getLogger(__name__)
+
+DATASETS = ("digits-bg", "cifar10", "cifar100", "stl10", "imagefolder")
+
+
+@dataclass(frozen=True)
+class DigitsBgConfig:
+    image_size: int = knob(32, ge=16, le=256)
+    digit_min: int = knob(14, ge=4)
+    digit_max: int = knob(28, ge=4)
+    train_per_scan: int = knob(4, ge=1)
+    test_per_scan: int = knob(2, ge=1)
+    test_fraction: float = knob(0.3, gt=0.0, lt=1.0)
+
+    def check(self, prefix: str) -> None:
+        if not self.digit_min <= self.digit_max <= self.image_size:
+            raise ConfigError(f"{prefix}digit_min={self.digit_min}, {prefix}digit_max={self.digit_max}: "
+                              f"need digit_min <= digit_max <= image_size ({self.image_size})")
+
+
+@dataclass(frozen=True)
+class ImageFolderConfig:
+    path: str | None = knob(None, doc="class-per-folder tree; a train/ and test/ pair or one tree to split")
+    image_size: int = knob(64, ge=8)
+    test_fraction: float = knob(0.2, gt=0.0, lt=1.0)
+    on_corrupt: str = knob("fail", choices=("fail", "skip"))
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    root: str = knob("data/raw", doc="where real datasets are found or downloaded to")
+    download: bool = knob(True)
+    digits_bg: DigitsBgConfig = knob(DigitsBgConfig())
+    imagefolder: ImageFolderConfig = knob(ImageFolderConfig())
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    name: str = knob("small_cnn", choices=("small_cnn", "resnet18", "resnet50"))
+    width: int = knob(32, ge=4, doc="small_cnn: channels of the first stage")
+    cifar_stem: bool = knob(True, doc="resnets: 3x3 stride-1 first conv and no max-pool")
+    norm: str = knob("bn", choices=("bn", "gn", "none"))
+
+
+@dataclass(frozen=True)
+class ProjectorConfig:
+    layers: int = knob(2, ge=1, le=4)
+    hidden_dim: int = knob(2048, ge=1)
+    out_dim: int = knob(128, ge=1)
+    hidden_bn: bool = knob(True)
+    last_bn: bool = knob(False)
+
+
+@dataclass(frozen=True)
+class ColorJitterConfig:
+    p: float = knob(0.8, ge=0.0, le=1.0)
+    brightness: float = knob(0.4, ge=0.0)
+    contrast: float = knob(0.4, ge=0.0)
+    saturation: float = knob(0.4, ge=0.0)
+    hue: float = knob(0.1, ge=0.0, le=0.5)
+
+
+@dataclass(frozen=True)
+class BlurConfig:
+    p: float = knob(0.0, ge=0.0, le=1.0)
+    sigma: tuple[float, float] = knob((0.1, 2.0), gt=0.0)
+    kernel_fraction: float = knob(0.1, gt=0.0, le=1.0, doc="kernel size as a fraction of the view size")
+
+
+@dataclass(frozen=True)
+class ViewsConfig:
+    backend: str = knob("batched", choices=("batched", "per_sample"),
+                        doc="batched: kornia on the training device; per_sample: torchvision v2 loop")
+    size: int = knob(32, ge=8)
+    crop_scale: tuple[float, float] = knob((0.2, 1.0), gt=0.0, le=1.0)
+    crop_ratio: tuple[float, float] = knob((0.75, 4 / 3), gt=0.0)
+    hflip: float = knob(0.5, ge=0.0, le=1.0)
+    color_jitter: ColorJitterConfig = knob(ColorJitterConfig())
+    grayscale: float = knob(0.2, ge=0.0, le=1.0)
+    blur: BlurConfig = knob(BlurConfig())
+    solarize: float = knob(0.0, ge=0.0, le=1.0)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: str = knob("lars", choices=("lars", "sgd", "adamw"))
+    momentum: float = knob(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = knob(1e-6, ge=0.0)
+    betas: tuple[float, float] = knob((0.9, 0.999), ge=0.0, lt=1.0)
+    lr_scaling: str = knob("linear", choices=("linear", "sqrt", "none"),
+                           doc="lr = base lr x batch_size/256 (linear) or sqrt(batch_size/256)")
+    warmup_epochs: float = knob(10.0, ge=0.0)
+    min_lr_ratio: float = knob(0.0, ge=0.0, le=1.0)
+    trust_coefficient: float = knob(1e-3, gt=0.0, doc="LARS eta")
+    exclude_bias_and_norm: bool = knob(True, doc="no weight decay / LARS adaptation for biases and norms")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    device: str = knob("auto", choices=("auto", "cpu", "cuda"))
+    amp: bool = knob(True, doc="mixed precision on CUDA (ignored on CPU)")
+    amp_dtype: str = knob("bfloat16", choices=("bfloat16", "float16"))
+    channels_last: bool = knob(True, doc="channels_last memory format (faster convolutions on CPU and GPU)")
+    sync_bn: bool = knob(False, doc="SyncBatchNorm under DDP (global batch statistics)")
+    checkpoint_every: int = knob(100, ge=1, doc="steps between checkpoints")
+    log_every: int = knob(10, ge=1, doc="steps between logged step metrics")
+    threads: int = knob(0, ge=0, doc="torch CPU threads; 0 keeps torch's default")
+
+
+@dataclass(frozen=True)
+class LinearProbeConfig:
+    epochs: int = knob(100, ge=1)
+    lr: float = knob(1e-2, gt=0.0)
+    weight_decay: float = knob(1e-4, ge=0.0)
+    batch_size: int = knob(256, ge=1)
+
+
+@dataclass(frozen=True)
+class KnnConfig:
+    k: int = knob(20, ge=1)
+    temperature: float = knob(0.07, gt=0.0)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    batch_size: int = knob(512, ge=1, doc="feature-extraction batch size")
+    linear: LinearProbeConfig = knob(LinearProbeConfig())
+    knn: KnnConfig = knob(KnnConfig())
+
+
+@dataclass(frozen=True)
+class Config:
+    """The resolved configuration of one run. ``knobs`` holds the method's own knobs."""
+
+    seed: int = knob(0, ge=0)
+    dataset: str = knob("digits-bg", choices=DATASETS)
+    method: str = knob("simclr")
+    preset: str = knob("paper")
+    epochs: int = knob(100, ge=1)
+    batch_size: int = knob(256, ge=2)
+    lr: float = knob(0.3, gt=0.0, doc="base learning rate, scaled by optim.lr_scaling")
+    data: DataConfig = knob(DataConfig())
+    backbone: BackboneConfig = knob(BackboneConfig())
+    projector: ProjectorConfig = knob(ProjectorConfig())
+    views: ViewsConfig = knob(ViewsConfig())
+    optim: OptimConfig = knob(OptimConfig())
+    train: TrainConfig = knob(TrainConfig())
+    eval: EvalConfig = knob(EvalConfig())
+    knobs: Any = dataclasses.field(default=None, metadata={"internal": True})
+
+    def to_dict(self) -> dict:
+        """Params-file form: sections as mappings, method knobs back at the top level."""
+        out = {param_key(f): to_dict(getattr(self, f.name)) for f in dataclasses.fields(self)
+               if not f.metadata.get("internal")}
+        if self.knobs is not None:
+            out.update(to_dict(self.knobs))
+        return out
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted params, as logged to MLflow."""
+        return flatten(self.to_dict())
+
+
+def _read_yaml(path: Path, what: str) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {path} must hold a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def _drop_nulls(d: dict) -> dict:
+    return {k: _drop_nulls(v) if isinstance(v, dict) else v for k, v in d.items() if v is not None}
+
+
+def deep_merge(*layers: dict) -> dict:
+    """Merge mappings; later layers win, nested mappings merge key by key."""
+    out: dict = {}
+    for layer in layers:
+        for k, v in layer.items():
+            if isinstance(v, dict) and isinstance(out.get(k), dict):
+                out[k] = deep_merge(out[k], v)
+            else:
+                out[k] = v
+    return out
+
+
+def _available(folder: Path) -> list[str]:
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def params_dir(params_path: Path) -> Path:
+    return Path(params_path).resolve().parent / "params"
+
+
+def load_config(params_path: str | Path = "params.yaml", overrides: dict | None = None) -> Config:
+    """Resolve and validate the configuration described by ``params_path``.
+
+    ``overrides`` (nested, same form as params.yaml) are applied last; tests and the search use it.
+    """
+    from selfsup.methods import REGISTRY
+
+    params_path = Path(params_path)
+    if not params_path.is_file():
+        raise ConfigError(f"params file {params_path} not found; run from the repository root")
+    user = _drop_nulls(deep_merge(_read_yaml(params_path, "params file"), overrides or {}))
+    folder = params_dir(params_path)
+
+    method = user.get("method", Config.method)
+    if method not in REGISTRY:
+        raise ConfigError(f"method={method!r} is not known; allowed: {', '.join(sorted(REGISTRY))}. "
+                          f"Set it with `dvc exp run -S method=<name>`")
+    preset = user.get("preset", Config.preset)
+    preset_path = folder / "presets" / f"{preset}.yaml"
+    if not preset_path.is_file():
+        raise ConfigError(f"preset={preset!r} is not known; allowed: "
+                          f"{', '.join(_available(folder / 'presets'))} (files in {folder / 'presets'})")
+    method_path = folder / "methods" / f"{method}.yaml"
+    if not method_path.is_file():
+        raise ConfigError(f"method {method!r} has no paper defaults file {method_path}")
+
+    preset_data = _drop_nulls(_read_yaml(preset_path, "preset"))
+    per_method = preset_data.pop("per_method", {}) or {}
+    unknown_methods = sorted(set(per_method) - set(REGISTRY))
+    if unknown_methods:
+        raise ConfigError(f"preset {preset_path}: per_method.{unknown_methods[0]} names no method; "
+                          f"allowed: {', '.join(sorted(REGISTRY))}")
+    merged = deep_merge(_drop_nulls(_read_yaml(method_path, "method defaults")), preset_data,
+                        per_method.get(method, {}), user)
+
+    knob_cls = REGISTRY[method].Knobs
+    own = {param_key(f) for f in dataclasses.fields(knob_cls)}
+    others = {param_key(f) for cls in REGISTRY.values() for f in dataclasses.fields(cls.Knobs)} - own
+    for key in sorted(others & set(merged)):
+        if key in user:
+            log.warning("%s=%r is ignored: method %r does not use it", key, merged[key], method)
+        merged.pop(key)
+    knob_values = {k: merged.pop(k) for k in own if k in merged}
+    config = build(Config, merged)
+    return dataclasses.replace(config, knobs=build(knob_cls, knob_values))
+
+
+def save_config(config: Config, path: Path) -> None:
+    """Write the resolved config as YAML next to a stage's outputs (atomically)."""
+    from selfsup.io import atomic_write_text
+
+    atomic_write_text(Path(path), yaml.safe_dump(config.to_dict(), sort_keys=False))

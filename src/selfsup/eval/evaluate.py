@@ -1,0 +1,93 @@
+"""The ``baseline`` and ``evaluate`` stages' library functions.
+
+``evaluate`` measures frozen backbone features with a linear probe and weighted kNN on the test
+split, and puts them next to the baselines (a randomly initialised backbone of the same
+architecture, and raw pixels) that ``baseline`` computes once per dataset and architecture.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from selfsup.augment.views import EvalTransform
+from selfsup.config import BackboneConfig, Config
+from selfsup.data.store import load_meta, load_split
+from selfsup.eval.features import extract_features
+from selfsup.eval.knn import knn_accuracy
+from selfsup.eval.linear import linear_probe_accuracy
+from selfsup.models.backbones import build_backbone
+from selfsup.schema import build
+
+log = logging.getLogger(__name__)
+
+
+def _labeled(data_dir: Path) -> tuple:
+    train, test = load_split(data_dir, "train"), load_split(data_dir, "test")
+    if (train.labels < 0).any() or (test.labels < 0).any():
+        raise ValueError("train and test splits must be fully labeled for evaluation")
+    return train, test
+
+
+def probe(train_x: torch.Tensor, train_y: np.ndarray, test_x: torch.Tensor, test_y: np.ndarray,
+          n_classes: int, cfg: Config) -> dict[str, float]:
+    """Linear-probe and kNN top-1 accuracy of the given features."""
+    ytr, yte = torch.from_numpy(np.asarray(train_y)), torch.from_numpy(np.asarray(test_y))
+    return {
+        "linear_top1": linear_probe_accuracy(train_x, ytr, test_x, yte, n_classes, cfg.eval.linear, cfg.seed),
+        "knn_top1": knn_accuracy(train_x, ytr, test_x, yte, n_classes, cfg.eval.knn.k, cfg.eval.knn.temperature),
+    }
+
+
+def backbone_metrics(backbone: torch.nn.Module, data_dir: Path, cfg: Config, view_size: int) -> dict[str, float]:
+    meta = load_meta(data_dir)
+    train, test = _labeled(data_dir)
+    transform = EvalTransform(view_size, meta["mean"], meta["std"])
+    device = torch.device("cuda" if torch.cuda.is_available() and cfg.train.device != "cpu" else "cpu")
+    ftr = extract_features(backbone, train.images, transform, device, cfg.eval.batch_size, "train features")
+    fte = extract_features(backbone, test.images, transform, device, cfg.eval.batch_size, "test features")
+    return probe(ftr, train.labels, fte, test.labels, len(meta["classes"]), cfg)
+
+
+def baseline(cfg: Config, data_dir: Path) -> dict[str, dict[str, float]]:
+    """Random-backbone and raw-pixel accuracies on the test split."""
+    torch.manual_seed(cfg.seed)
+    random_net = build_backbone(cfg.backbone)
+    meta = load_meta(data_dir)
+    train, test = _labeled(data_dir)
+
+    def pixels(images: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(images, dtype=np.float32).reshape(len(images), -1) / 255.0)
+
+    return {
+        "random_backbone": backbone_metrics(random_net, data_dir, cfg, cfg.views.size),
+        "raw_pixels": probe(pixels(train.images), train.labels, pixels(test.images), test.labels,
+                            len(meta["classes"]), cfg),
+    }
+
+
+def load_backbone(model_path: Path) -> tuple[torch.nn.Module, int]:
+    """The pretrained backbone saved by ``pretrain`` and the view size it was trained at."""
+    state = torch.load(model_path, map_location="cpu", weights_only=True)
+    net = build_backbone(build(BackboneConfig, state["backbone_config"], prefix="backbone."))
+    net.load_state_dict(state["backbone"])
+    return net, int(state["view_size"])
+
+
+def evaluate(cfg: Config, data_dir: Path, model_path: Path, baseline_metrics: dict) -> dict:
+    """Trained-backbone accuracies, the baselines, and the gaps between them."""
+    backbone, view_size = load_backbone(model_path)
+    trained = backbone_metrics(backbone, data_dir, cfg, view_size)
+    rand = baseline_metrics["random_backbone"]
+    return {
+        **trained,
+        "random_linear_top1": rand["linear_top1"],
+        "random_knn_top1": rand["knn_top1"],
+        "pixels_linear_top1": baseline_metrics["raw_pixels"]["linear_top1"],
+        "pixels_knn_top1": baseline_metrics["raw_pixels"]["knn_top1"],
+        "gain_linear": trained["linear_top1"] - rand["linear_top1"],
+        "gain_knn": trained["knn_top1"] - rand["knn_top1"],
+    }

@@ -1,0 +1,80 @@
+"""The ``pretrain`` stage's library function: train, then write the model, curves and run id.
+
+Outputs in ``out_dir``: ``model.pt`` (backbone weights and the config that built them),
+``history.csv`` (per-epoch loss and collapse diagnostic, a DVC plot), ``metrics.json`` (final
+loss and collapse diagnostic), ``config.yaml`` (the resolved config) and ``run.json`` (the MLflow
+run that ``evaluate`` continues). The checkpoint lives in ``checkpoint_dir`` (a persistent DVC
+output), so a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+from pathlib import Path
+
+import torch
+
+from selfsup import dist
+from selfsup.config import Config, save_config
+from selfsup.io import atomic_write, atomic_write_text, write_json
+from selfsup.tracking import Tracker
+from selfsup.train import Trainer
+
+log = logging.getLogger(__name__)
+
+
+def run_tags(cfg: Config, stage: str) -> dict[str, str]:
+    return {"method": cfg.method, "dataset": cfg.dataset, "preset": cfg.preset,
+            "backbone": cfg.backbone.name, "stage": stage}
+
+
+def save_backbone(path: Path, backbone: torch.nn.Module, cfg: Config) -> None:
+    state = {"backbone": backbone.state_dict(), "backbone_config": cfg.to_dict()["backbone"],
+             "method": cfg.method, "view_size": cfg.views.size}
+    atomic_write(path, lambda f: torch.save(state, f))
+
+
+def pretrain(cfg: Config, data_dir: Path, out_dir: Path, checkpoint_dir: Path, track: bool = True) -> dict:
+    """Pretrain ``cfg.method`` on the prepared dataset; returns the final metrics."""
+    out_dir = Path(out_dir)
+    trainer = Trainer(cfg, data_dir, checkpoint_dir)
+    resumed = trainer.try_resume()
+    tracker = None
+    if track and dist.is_main():
+        if trainer.run_id:
+            tracker = Tracker.attach(trainer.run_id)
+        else:
+            tracker = Tracker.start(run_tags(cfg, "pretrain"))
+            tracker.log_params(cfg.flat())
+        trainer.run_id = tracker.run_id
+        trainer.tracker = tracker
+    if resumed:
+        log.info("continuing MLflow run %s", trainer.run_id)
+    with tracker.failing_on_error() if tracker else contextlib.nullcontext():
+        history = trainer.fit()
+        last = history.rows[-1] if history.rows else {}
+        metrics = {"loss": last.get("loss", math.nan), "collapse_std": last.get("collapse_std", math.nan),
+                   "collapse_std_x_sqrt_d": last.get("collapse_std", math.nan) * math.sqrt(trainer.embed_dim),
+                   "steps": trainer.step, "epochs": cfg.epochs}
+        if dist.is_main():
+            out_dir.mkdir(parents=True, exist_ok=True)
+            save_backbone(out_dir / "model.pt", trainer.method.backbone, cfg)
+            atomic_write_text(out_dir / "history.csv", history.to_csv())
+            write_json(out_dir / "metrics.json", metrics)
+            save_config(cfg, out_dir / "config.yaml")
+            write_json(out_dir / "run.json", {"run_id": trainer.run_id or "", "tracking": bool(tracker)})
+            if tracker:
+                tracker.log_metrics({f"train/final_{k}": v for k, v in metrics.items()}, step=trainer.step)
+                for name in ("config.yaml", "history.csv", "model.pt"):
+                    tracker.log_artifact(out_dir / name)
+                tracker.finish()
+    dist.shutdown()
+    return metrics
+
+
+def read_run_id(run_json: Path) -> str | None:
+    data = json.loads(Path(run_json).read_text())
+    return data.get("run_id") or None

@@ -1,0 +1,25 @@
+"""Stage `baseline`: linear-probe and kNN accuracy of a random backbone and of raw pixels."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from selfsup.cli import run_stage, stage_parser
+from selfsup.config import Config
+from selfsup.eval.evaluate import baseline
+from selfsup.io import write_json
+
+
+def main(args: argparse.Namespace, cfg: Config) -> None:
+    metrics = baseline(cfg, args.data)
+    write_json(args.out / "metrics.json", metrics)
+    print(f"baselines: {metrics}")
+
+
+if __name__ == "__main__":
+    parser = stage_parser(__doc__)
+    parser.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    sys.exit(run_stage(main, parser))

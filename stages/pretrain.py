@@ -1,0 +1,28 @@
+"""Stage `pretrain`: self-supervised pretraining of `method`; resumes from its last checkpoint.
+
+Runs as one process, or as many under `torchrun --nproc_per_node=N stages/pretrain.py ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from selfsup.cli import run_stage, stage_parser
+from selfsup.config import Config
+from selfsup.pretrain import pretrain
+
+
+def main(args: argparse.Namespace, cfg: Config) -> None:
+    metrics = pretrain(cfg, args.data, args.out, args.checkpoints, track=not args.no_mlflow)
+    print(f"pretrained {cfg.method}: {metrics}")
+
+
+if __name__ == "__main__":
+    parser = stage_parser(__doc__)
+    parser.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--checkpoints", type=Path, required=True, help="checkpoint folder (persistent)")
+    parser.add_argument("--no-mlflow", action="store_true", help="do not record an MLflow run")
+    sys.exit(run_stage(main, parser))

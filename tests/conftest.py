@@ -1,0 +1,59 @@
+"""Shared fixtures: a throwaway project folder with the repository's params files."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from selfsup.data.prepare import channel_stats
+from selfsup.data.store import ImageSplit, save_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A folder holding a copy of params/ and params.yaml, to write params into."""
+    shutil.copytree(REPO / "params", tmp_path / "params")
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    return tmp_path
+
+
+def write_params(project: Path, **values: object) -> Path:
+    """Update params.yaml in ``project`` with ``values`` (nested dicts allowed)."""
+    path = project / "params.yaml"
+    data = yaml.safe_load(path.read_text())
+    data.update(values)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def tiny_dataset(root: Path, n_train: int = 64, n_test: int = 32, size: int = 16, seed: int = 0) -> Path:
+    """A small labeled dataset of random images in the prepared format."""
+    rng = np.random.default_rng(seed)
+
+    def split(n: int) -> ImageSplit:
+        return ImageSplit(images=rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
+                          labels=rng.integers(0, 4, n).astype(np.int64))
+
+    splits = {"train": split(n_train), "test": split(n_test)}
+    mean, std = channel_stats(splits["train"].images)
+    save_dataset(root, "tiny", ["a", "b", "c", "d"], splits, extra={"mean": mean, "std": std})
+    return root
+
+
+TINY_RUN = {
+    "epochs": 3,
+    "batch_size": 16,
+    "lr": 0.1,
+    "backbone": {"name": "small_cnn", "width": 4},
+    "projector": {"layers": 2, "hidden_dim": 16, "out_dim": 8},
+    "views": {"size": 16, "blur": {"p": 0.5}},
+    "optim": {"name": "sgd", "warmup_epochs": 1},
+    "train": {"checkpoint_every": 5, "log_every": 2, "threads": 1},
+    "eval": {"linear": {"epochs": 5}},
+}

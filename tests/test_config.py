@@ -1,0 +1,69 @@
+"""Config resolution: precedence of the layers and clear errors for bad params."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from conftest import write_params
+from selfsup.config import load_config
+from selfsup.errors import ConfigError
+
+
+def test_precedence_method_then_preset_then_params(project) -> None:
+    (project / "params" / "presets" / "t.yaml").write_text(yaml.safe_dump(
+        {"epochs": 7, "projector": {"out_dim": 32}, "per_method": {"barlow": {"lambda": 0.01}}}))
+    path = write_params(project, method="barlow", preset="t", projector={"hidden_dim": 64})
+    cfg = load_config(path)
+    assert cfg.epochs == 7                      # preset over the method's 1000
+    assert cfg.projector.out_dim == 32          # preset over the method's 8192
+    assert cfg.projector.hidden_dim == 64       # params.yaml over the method's 8192
+    assert cfg.projector.layers == 3            # the method's paper default shows through
+    assert cfg.knobs.lambda_ == 0.01            # per_method section of the preset
+    cfg = load_config(write_params(project, **{"lambda": 0.005}))
+    assert cfg.knobs.lambda_ == 0.005           # params.yaml wins over everything
+    assert cfg.to_dict()["lambda"] == 0.005
+    assert cfg.flat()["projector.hidden_dim"] == 64
+
+
+def test_null_means_not_set(project) -> None:
+    cfg = load_config(write_params(project, method="simclr", preset="paper", temperature=None))
+    assert cfg.knobs.temperature == 0.5         # SimCLR's paper default
+    assert cfg.batch_size == 4096
+
+
+@pytest.mark.parametrize(
+    ("values", "words"),
+    [
+        ({"method": "nosuch"}, ["method='nosuch'", "barlow", "simclr"]),
+        ({"method": "barlow", "lambda": -1}, ["lambda=-1", "> 0.0"]),
+        ({"temperature": "hot"}, ["temperature='hot'", "float"]),
+        ({"epochs": 0}, ["epochs=0", ">= 1"]),
+        ({"preset": "nope"}, ["preset='nope'", "digits-cpu"]),
+        ({"views": {"crop_scale": [0.2]}}, ["views.crop_scale", "2 values"]),
+        ({"views": {"blurr": {}}}, ["views.blurr", "blur"]),
+        ({"colour": 1}, ["colour", "allowed keys"]),
+        ({"backbone": {"name": "vgg"}}, ["backbone.name='vgg'", "resnet18"]),
+        ({"dataset": "mnist"}, ["dataset='mnist'", "cifar10"]),
+    ],
+)
+def test_bad_params_raise_config_error_naming_key_and_allowed(project, values, words) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write_params(project, **values))
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_knob_of_another_method_is_dropped_with_a_warning(project, caplog) -> None:
+    cfg = load_config(write_params(project, method="simclr", **{"lambda": 0.1}))
+    assert "lambda" not in cfg.to_dict()
+    assert "lambda=0.1 is ignored" in caplog.text
+
+
+def test_repository_params_resolve_for_every_method_and_preset(project) -> None:
+    from selfsup.methods import REGISTRY
+
+    for preset in ("digits-cpu", "paper", "cifar10-resnet18", "stl10-resnet18"):
+        for method in REGISTRY:
+            cfg = load_config(write_params(project, method=method, preset=preset))
+            assert cfg.method == method and cfg.preset == preset

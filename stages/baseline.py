@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from selfsup.cli import run_stage, stage_parser
-from selfsup.config import Config
+from selfsup.config import Config, save_config
 from selfsup.eval.evaluate import baseline
 from selfsup.io import write_json
 
@@ -15,6 +15,7 @@ from selfsup.io import write_json
 def main(args: argparse.Namespace, cfg: Config) -> None:
     metrics = baseline(cfg, args.data)
     write_json(args.out / "metrics.json", metrics)
+    save_config(cfg, args.out / "config.yaml")
     print(f"baselines: {metrics}")
 
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from selfsup.cli import run_stage, stage_parser
-from selfsup.config import Config
+from selfsup.config import Config, save_config
 from selfsup.eval.evaluate import evaluate
 from selfsup.io import write_json
 from selfsup.pretrain import read_run_id
@@ -18,6 +18,7 @@ from selfsup.tracking import Tracker
 def main(args: argparse.Namespace, cfg: Config) -> None:
     metrics = evaluate(cfg, args.data, args.model, json.loads(args.baseline.read_text()))
     write_json(args.out / "metrics.json", metrics)
+    save_config(cfg, args.out / "config.yaml")
     run_id = read_run_id(args.run)
     if run_id:
         tracker = Tracker.attach(run_id)

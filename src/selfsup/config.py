@@ -31,12 +31,18 @@ DATASETS = ("digits-bg", "cifar10", "cifar100", "stl10", "imagefolder")
 
 @dataclass(frozen=True)
 class DigitsBgConfig:
+    """How digits-bg composites are drawn; sizes are pixels of the square output image."""
+
     image_size: int = knob(32, ge=16, le=256)
     digit_min: int = knob(14, ge=4)
     digit_max: int = knob(28, ge=4)
     train_per_scan: int = knob(4, ge=1)
     test_per_scan: int = knob(2, ge=1)
     test_fraction: float = knob(0.3, gt=0.0, lt=1.0)
+    background_zoom: tuple[float, float] = knob((1.0, 4.0), gt=0.0,
+                                                doc="photo crop side as a multiple of image_size (range)")
+    background_pool: int = knob(64, ge=0, doc="distinct background crops per split; 0: one per image")
+    stroke_gain: float = knob(3.0, gt=0.0, doc="contrast of the digit's alpha; >1 makes strokes opaque")
 
     def check(self, prefix: str) -> None:
         if not self.digit_min <= self.digit_max <= self.image_size:

@@ -1,7 +1,7 @@
 """The ``pretrain`` stage's library function: train, then write the model, curves and run id.
 
 Outputs in ``out_dir``: ``model.pt`` (backbone weights and the config that built them),
-``history.csv`` (per-epoch loss and collapse diagnostic, a DVC plot), ``metrics.json`` (final
+``history.csv`` (per-epoch loss and collapse diagnostic, a DVC plot) and ``loss.png``, ``metrics.json`` (final
 loss and collapse diagnostic), ``config.yaml`` (the resolved config) and ``run.json`` (the MLflow
 run that ``evaluate`` continues). The checkpoint lives in ``checkpoint_dir`` (a persistent DVC
 output), so a killed run resumes where it stopped.
@@ -19,6 +19,7 @@ import torch
 
 from selfsup import dist
 from selfsup.config import Config, save_config
+from selfsup.figures.curves import plot_history
 from selfsup.io import atomic_write, atomic_write_text, write_json
 from selfsup.tracking import Tracker
 from selfsup.train import Trainer
@@ -63,12 +64,13 @@ def pretrain(cfg: Config, data_dir: Path, out_dir: Path, checkpoint_dir: Path, t
             out_dir.mkdir(parents=True, exist_ok=True)
             save_backbone(out_dir / "model.pt", trainer.method.backbone, cfg)
             atomic_write_text(out_dir / "history.csv", history.to_csv())
+            plot_history(history.rows, out_dir / "loss.png", f"{cfg.method} on {cfg.dataset}")
             write_json(out_dir / "metrics.json", metrics)
             save_config(cfg, out_dir / "config.yaml")
             write_json(out_dir / "run.json", {"run_id": trainer.run_id or "", "tracking": bool(tracker)})
             if tracker:
                 tracker.log_metrics({f"train/final_{k}": v for k, v in metrics.items()}, step=trainer.step)
-                for name in ("config.yaml", "history.csv", "model.pt"):
+                for name in ("config.yaml", "history.csv", "loss.png", "model.pt"):
                     tracker.log_artifact(out_dir / name)
                 tracker.finish()
     dist.shutdown()

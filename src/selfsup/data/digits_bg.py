@@ -3,36 +3,25 @@
 Each composite takes one of the 1,797 real 8x8 handwritten digit scans of
 ``sklearn.datasets.load_digits``, upscales it to a random size, gives it a random colour and
 pastes it at a random position onto a random crop of one of the photographs bundled with
-``sklearn.datasets.load_sample_images``. The label is the digit class, the upscaled scan's
-alpha gives a ground-truth foreground mask for free, and the split is made by source scan, so no
+``sklearn.datasets.load_sample_images``. The scan's intensity, contrast-stretched by
+``stroke_gain``, is the paste's alpha, so strokes are opaque with soft edges. Each split draws its
+backgrounds from a pool of ``background_pool`` random crops, so the background identifies a
+composite no better than its digit does. The label is the digit class, the alpha gives a
+ground-truth foreground mask (alpha > 0.5) for free, and the split is made by source scan, so no
 scan appears in both train and test.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits, load_sample_images
 
+from selfsup.config import DigitsBgConfig
 from selfsup.data.store import ImageSplit
 
 CLASSES = [str(d) for d in range(10)]
-
-
-@dataclass(frozen=True)
-class DigitsBgSpec:
-    """How composites are drawn. Sizes are in pixels of the square output image."""
-
-    image_size: int = 32
-    digit_min: int = 14
-    digit_max: int = 28
-    train_per_scan: int = 4
-    test_per_scan: int = 2
-    test_fraction: float = 0.3
-    background_zoom: tuple[float, float] = (1.0, 4.0)
 
 
 def _upscale(scans: np.ndarray, size: int) -> np.ndarray:
@@ -41,35 +30,35 @@ def _upscale(scans: np.ndarray, size: int) -> np.ndarray:
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)[:, 0].numpy()
 
 
-def _background(photos: list[np.ndarray], rng: np.random.Generator, spec: DigitsBgSpec) -> np.ndarray:
+def _background(photos: list[np.ndarray], rng: np.random.Generator, spec: DigitsBgConfig) -> np.ndarray:
     photo = photos[rng.integers(len(photos))]
     h, w, _ = photo.shape
     side = int(round(spec.image_size * rng.uniform(*spec.background_zoom)))
     side = min(side, h, w)
     y0 = rng.integers(0, h - side + 1)
     x0 = rng.integers(0, w - side + 1)
-    crop = torch.from_numpy(photo[y0 : y0 + side, x0 : x0 + side]).permute(2, 0, 1)[None].float()
+    crop = torch.from_numpy(np.ascontiguousarray(photo[y0 : y0 + side, x0 : x0 + side])).permute(2, 0, 1)[None].float()
     out = F.interpolate(crop, size=(spec.image_size, spec.image_size), mode="bilinear",
                         antialias=True, align_corners=False)
     return out[0].permute(1, 2, 0).numpy()
 
 
-def _composite(scan: np.ndarray, photos: list[np.ndarray], rng: np.random.Generator,
-               spec: DigitsBgSpec) -> tuple[np.ndarray, np.ndarray]:
+def _composite(scan: np.ndarray, backgrounds: np.ndarray, rng: np.random.Generator,
+               spec: DigitsBgConfig) -> tuple[np.ndarray, np.ndarray]:
     """One composite: returns (image uint8 (S, S, 3), mask bool (S, S))."""
     size = int(rng.integers(spec.digit_min, spec.digit_max + 1))
-    alpha_digit = np.clip(_upscale(scan[None], size)[0], 0.0, 1.0)
+    alpha_digit = np.clip(spec.stroke_gain * (_upscale(scan[None], size)[0] - 0.5) + 0.5, 0.0, 1.0)
     y = int(rng.integers(0, spec.image_size - size + 1))
     x = int(rng.integers(0, spec.image_size - size + 1))
     alpha = np.zeros((spec.image_size, spec.image_size), dtype=np.float32)
     alpha[y : y + size, x : x + size] = alpha_digit
     colour = rng.uniform(0, 255, size=3).astype(np.float32)
-    background = _background(photos, rng, spec)
+    background = backgrounds[rng.integers(len(backgrounds))]
     image = alpha[..., None] * colour + (1.0 - alpha[..., None]) * background
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), alpha > 0.5
 
 
-def build_digits_bg(seed: int, spec: DigitsBgSpec = DigitsBgSpec()) -> dict[str, ImageSplit]:
+def build_digits_bg(seed: int, spec: DigitsBgConfig = DigitsBgConfig()) -> dict[str, ImageSplit]:
     """Build the train and test splits of digits-bg deterministically from ``seed``."""
     digits = load_digits()
     scans = (digits.images / 16.0).astype(np.float32)
@@ -83,7 +72,8 @@ def build_digits_bg(seed: int, spec: DigitsBgSpec = DigitsBgSpec()) -> dict[str,
     splits = {}
     for name in ("train", "test"):
         ids = np.repeat(scan_ids[name], per_scan[name])
-        pairs = [_composite(scans[i], photos, rng, spec) for i in ids]
+        backgrounds = np.stack([_background(photos, rng, spec) for _ in range(spec.background_pool or len(ids))])
+        pairs = [_composite(scans[i], backgrounds, rng, spec) for i in ids]
         splits[name] = ImageSplit(
             images=np.stack([p[0] for p in pairs]),
             labels=labels[ids],

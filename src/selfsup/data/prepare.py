@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from selfsup.config import Config
-from selfsup.data.digits_bg import CLASSES, DigitsBgSpec, build_digits_bg
-from selfsup.data.store import ImageSplit, save_dataset
+from selfsup.data.digits_bg import CLASSES, build_digits_bg
+from selfsup.data.store import ImageSplit, load_meta, save_dataset
 from selfsup.schema import to_dict
 
 
@@ -30,8 +30,7 @@ def channel_stats(images: np.ndarray, chunk: int = 4096) -> tuple[list[float], l
 def load_splits(cfg: Config) -> tuple[list[str], dict[str, ImageSplit]]:
     """(class names, splits) of the dataset named by ``cfg.dataset``."""
     if cfg.dataset == "digits-bg":
-        spec = DigitsBgSpec(**to_dict(cfg.data.digits_bg))
-        return CLASSES, build_digits_bg(cfg.seed, spec)
+        return CLASSES, build_digits_bg(cfg.seed, cfg.data.digits_bg)
     from selfsup.data import real
 
     return real.load(cfg)
@@ -41,7 +40,6 @@ def prepare_images(cfg: Config, out_dir: Path) -> dict:
     """Write the dataset to ``out_dir`` in the prepared format; returns its meta."""
     classes, splits = load_splits(cfg)
     mean, std = channel_stats(splits["train"].images)
-    save_dataset(out_dir, cfg.dataset, classes, splits, extra={"mean": mean, "std": std, "seed": cfg.seed})
-    from selfsup.data.store import load_meta
-
+    extra = {"mean": mean, "std": std, "seed": cfg.seed, "data": to_dict(cfg.data)}
+    save_dataset(out_dir, cfg.dataset, classes, splits, extra=extra)
     return load_meta(out_dir)

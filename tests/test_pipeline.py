@@ -1,0 +1,180 @@
+"""End to end through DVC and MLflow in a throwaway copy of the repository (slow).
+
+Covers: `dvc repro` then up to date; `dvc exp run -S method=barlow -S lambda=5e-3` reruns only
+what depends on the knobs and records an MLflow run named after the experiment; queued
+experiments run in parallel in DVC's temporary copies and record into the same MLflow store;
+bad params fail before any data is touched; a SIGKILLed pretrain resumes to the same result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+TINY_PRESET = {
+    "dataset": "digits-bg",
+    "epochs": 2,
+    "batch_size": 64,
+    "lr": 0.5,
+    "backbone": {"name": "small_cnn", "width": 8},
+    "projector": {"layers": 2, "hidden_dim": 64, "out_dim": 32},
+    "views": {"size": 16, "hflip": 0.0, "blur": {"p": 0.0}},
+    "data": {"digits_bg": {"train_per_scan": 1, "test_per_scan": 1}},
+    "optim": {"name": "lars", "warmup_epochs": 0.5},
+    "eval": {"linear": {"epochs": 10}},
+}
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and proc.returncode != 0:
+        output = f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{output}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A git + DVC copy of this repository's files, with a tiny preset as the default."""
+    root = tmp_path_factory.mktemp("repo")
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        if (REPO / f).is_file():
+            (root / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, root / f)
+    (root / "params" / "presets" / "tiny.yaml").write_text(yaml.safe_dump(TINY_PRESET))
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["preset"] = "tiny"
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], root)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], root)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], root)
+    return root
+
+
+def mlflow_runs(root: Path) -> list:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("selfsup")
+    return client.search_runs([exp.experiment_id]) if exp else []
+
+
+def tree_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(path)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def test_repro_then_up_to_date_then_experiment(repo: Path) -> None:
+    run(["dvc", "repro"], repo)
+    metrics = json.loads((repo / "results/evaluate/metrics.json").read_text())
+    for key in ("linear_top1", "knn_top1", "random_linear_top1", "random_knn_top1", "pixels_linear_top1",
+                "gain_linear"):
+        assert 0.0 <= metrics[key] <= 1.0 or key.startswith("gain")
+    runs = mlflow_runs(repo)
+    assert len(runs) == 1
+    assert runs[0].data.params["method"] == "simclr"
+    assert "test/linear_top1" in runs[0].data.metrics and "train/collapse_std" in runs[0].data.metrics
+
+    again = run(["dvc", "repro"], repo)
+    assert "up to date" in again.stdout
+    assert "Running stage" not in again.stdout
+
+    exp = run(["dvc", "exp", "run", "-n", "barlow-5e-3", "-S", "method=barlow", "-S", "lambda=5e-3"], repo)
+    assert "Running stage 'pretrain'" in exp.stdout and "Running stage 'evaluate'" in exp.stdout
+    assert "Running stage 'prepare_images'" not in exp.stdout
+    by_name = {r.info.run_name: r for r in mlflow_runs(repo)}
+    barlow = by_name["barlow-5e-3"]
+    assert barlow.data.params["method"] == "barlow"
+    assert float(barlow.data.params["lambda"]) == 0.005
+    assert barlow.data.tags["dvc.exp_name"] == "barlow-5e-3"
+    assert "test/knn_top1" in barlow.data.metrics
+
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
+    names = [e.get("name") for rev in shown for e in (rev.get("experiments") or []) for e in e.get("revs", [])]
+    assert "barlow-5e-3" in names
+
+
+def test_bad_params_fail_before_touching_data(repo: Path) -> None:
+    if not (repo / "results").exists():
+        run(["dvc", "repro"], repo)
+    before = tree_digest(repo / "results"), tree_digest(repo / "data")
+    for knob in (["-S", "method=nosuch"], ["-S", "method=barlow", "-S", "lambda=-1"]):
+        proc = run(["dvc", "exp", "run", *knob], repo, check=False)
+        assert proc.returncode != 0
+        out = proc.stdout + proc.stderr
+        assert "ConfigError" in out
+        assert ("method='nosuch'" in out and "simclr" in out) or ("lambda=-1" in out and "> 0.0" in out)
+    assert (tree_digest(repo / "results"), tree_digest(repo / "data")) == before
+
+
+def test_queued_experiments_record_into_the_same_store(repo: Path) -> None:
+    before = {r.info.run_id for r in mlflow_runs(repo)}
+    run(["dvc", "exp", "run", "--queue", "-S", "method=simclr,barlow", "-S", "seed=7"], repo)
+    run(["dvc", "queue", "start", "-j", "2"], repo)
+    deadline = time.time() + 900
+    while time.time() < deadline:
+        status = run(["dvc", "queue", "status"], repo).stdout
+        if "Running" not in status and "Queued" not in status:
+            break
+        time.sleep(5)
+    assert "Failed" not in status, run(["dvc", "queue", "logs", status.split()[0]], repo, check=False).stdout
+    new = [r for r in mlflow_runs(repo) if r.info.run_id not in before]
+    assert sorted(r.data.params["method"] for r in new) == ["barlow", "simclr"]
+    assert all("test/linear_top1" in r.data.metrics for r in new)
+    assert all(r.data.tags.get("dvc.exp_name") for r in new)
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
+    seeds = [e["data"]["params"]["params.yaml"]["data"].get("seed")
+             for rev in shown for e in (rev.get("experiments") or []) for e in e.get("revs", [])]
+    assert seeds.count(7) == 2
+
+
+def test_sigkilled_pretrain_resumes_to_the_same_result(repo: Path, tmp_path: Path) -> None:
+    if not (repo / "data/images/meta.json").exists():
+        run(["dvc", "repro", "prepare_images"], repo)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params.update({"epochs": 6, "train": {"checkpoint_every": 10, "log_every": 5}})
+    (tmp_path / "params").symlink_to(repo / "params")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+
+    def pretrain(out: str) -> list[str]:
+        return [sys.executable, str(repo / "stages/pretrain.py"), "--params", str(tmp_path / "params.yaml"),
+                "--data", str(repo / "data/images"), "--out", str(tmp_path / out),
+                "--checkpoints", str(tmp_path / out / "ck"), "--no-mlflow"]
+
+    run(pretrain("full"), tmp_path)
+    proc = subprocess.Popen(pretrain("killed"), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = tmp_path / "killed/ck/last.pt"
+    deadline = time.time() + 300
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert ckpt.exists()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed/metrics.json").exists()
+    resumed = run(pretrain("killed"), tmp_path)
+    assert "resumed from" in resumed.stderr
+    full = json.loads((tmp_path / "full/metrics.json").read_text())
+    again = json.loads((tmp_path / "killed/metrics.json").read_text())
+    assert again == full
+    assert (tmp_path / "full/history.csv").read_text() == (tmp_path / "killed/history.csv").read_text()

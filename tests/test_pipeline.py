@@ -119,13 +119,19 @@ def test_bad_params_fail_before_touching_data(repo: Path) -> None:
     if not (repo / "results").exists():
         run(["dvc", "repro"], repo)
     before = tree_digest(repo / "results"), tree_digest(repo / "data")
+    lock = (repo / "dvc.lock").read_text()
     for knob in (["-S", "method=nosuch"], ["-S", "method=barlow", "-S", "lambda=-1"]):
         proc = run(["dvc", "exp", "run", *knob], repo, check=False)
         assert proc.returncode != 0
         out = proc.stdout + proc.stderr
         assert "ConfigError" in out
         assert ("method='nosuch'" in out and "simclr" in out) or ("lambda=-1" in out and "> 0.0" in out)
+        assert "Running stage 'check_params'" in proc.stdout
+        assert "Running stage 'prepare_images'" not in proc.stdout
+        assert "Running stage 'pretrain'" not in proc.stdout
+        run(["git", "checkout", "--", "params.yaml"], repo)  # a failed exp run leaves its -S values
     assert (tree_digest(repo / "results"), tree_digest(repo / "data")) == before
+    assert (repo / "dvc.lock").read_text() == lock
 
 
 def test_queued_experiments_record_into_the_same_store(repo: Path) -> None:

@@ -9,7 +9,8 @@ import numpy as np
 
 def warmup_cosine(base: float, total_steps: int, warmup_steps: int = 0, final: float = 0.0,
                   start: float = 0.0) -> np.ndarray:
-    """Linear warm-up from ``start`` to ``base`` over ``warmup_steps``, then cosine decay to ``final``.
+    """Linear warm-up from ``start`` to ``base`` over ``warmup_steps``, then cosine decay towards ``final``
+    (reached one step after the last; the curve is sampled at t = i / n of the decay).
 
     Returns an array of length ``total_steps`` (SGDR, Loshchilov & Hutter 2017, without restarts).
     """

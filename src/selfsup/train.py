@@ -184,7 +184,7 @@ class Trainer:
         stop = self.total_steps if until is None else min(until, self.total_steps)
         set_rng_state(self.rng)
         bar = tqdm(total=self.total_steps, initial=self.step, desc=f"pretrain {cfg.method}",
-                   disable=not dist.is_main(), dynamic_ncols=True)
+                   disable=not dist.is_main(), dynamic_ncols=True, mininterval=1.0)
         start = time.perf_counter()
         while self.step < stop:
             step = self.step

@@ -31,7 +31,7 @@ def _blur_kernel(cfg: ViewsConfig) -> int:
 def _batched(cfg: ViewsConfig, mean: list[float], std: list[float]) -> nn.Sequential:
     cj = cfg.color_jitter
     ops: list[nn.Module] = [
-        K.RandomResizedCrop((cfg.size, cfg.size), scale=cfg.crop_scale, ratio=cfg.crop_ratio),
+        K.RandomResizedCrop((cfg.size, cfg.size), scale=cfg.crop_scale, ratio=cfg.crop_ratio, align_corners=False),
     ]
     if cfg.hflip > 0:
         ops.append(K.RandomHorizontalFlip(p=cfg.hflip))

@@ -104,7 +104,7 @@ def load_split(root: Path, split: str, mmap: bool = True) -> ImageSplit:
             masks=masks,
             source_ids=np.load(d / "source_ids.npy"),
         )
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:
         raise DataError(f"prepared split {d} is unreadable ({exc}); rerun `dvc repro -f prepare_images`") from exc
 
 

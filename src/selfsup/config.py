@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from selfsup.errors import ConfigError
+from selfsup.io import atomic_write_text
 from selfsup.schema import build, flatten, knob, param_key, to_dict
 
 log = logging.getLogger(__name__)
@@ -276,6 +277,4 @@ def load_config(params_path: str | Path = "params.yaml", overrides: dict | None 
 
 def save_config(config: Config, path: Path) -> None:
     """Write the resolved config as YAML next to a stage's outputs (atomically)."""
-    from selfsup.io import atomic_write_text
-
     atomic_write_text(Path(path), yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -16,6 +16,7 @@ import torch
 from selfsup.augment.views import EvalTransform
 from selfsup.config import BackboneConfig, Config
 from selfsup.data.store import load_meta, load_split
+from selfsup.errors import DataError
 from selfsup.eval.features import extract_features
 from selfsup.eval.knn import knn_accuracy
 from selfsup.eval.linear import linear_probe_accuracy
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 def _labeled(data_dir: Path) -> tuple:
     train, test = load_split(data_dir, "train"), load_split(data_dir, "test")
     if (train.labels < 0).any() or (test.labels < 0).any():
-        raise ValueError("train and test splits must be fully labeled for evaluation")
+        raise DataError(f"the train and test splits in {data_dir} must be fully labeled for evaluation")
     return train, test
 
 

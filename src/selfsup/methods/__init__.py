@@ -1,5 +1,9 @@
 """Method registry: the ``method`` param names a class here."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from selfsup.methods.barlow import BarlowTwins
 from selfsup.methods.base import Method, MethodOutput
 from selfsup.methods.simclr import SimCLR
@@ -9,6 +13,10 @@ REGISTRY: dict[str, type[Method]] = {cls.name: cls for cls in (SimCLR, BarlowTwi
 __all__ = ["REGISTRY", "Method", "MethodOutput", "build_method"]
 
 
-def build_method(cfg) -> Method:  # noqa: ANN001 - Config, imported lazily to avoid a cycle
+if TYPE_CHECKING:
+    from selfsup.config import Config
+
+
+def build_method(cfg: Config) -> Method:
     """The method named by ``cfg.method``, built from the resolved config."""
     return REGISTRY[cfg.method](cfg)

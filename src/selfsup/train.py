@@ -87,6 +87,9 @@ class Trainer:
         self.views = ViewGenerator(cfg.views, meta["mean"], meta["std"])
 
         method = build_method(cfg)
+        if cfg.train.sync_bn and dist.is_distributed() and self.device.type != "cuda":
+            raise ConfigError("train.sync_bn=true needs CUDA devices (torch's SyncBatchNorm has no CPU "
+                              "kernel); set -S train.sync_bn=false for CPU runs under torchrun")
         if cfg.train.sync_bn and dist.is_distributed():
             method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
         self.method: Method = method.to(self.device)

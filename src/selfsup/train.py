@@ -87,10 +87,10 @@ class Trainer:
         self.views = ViewGenerator(cfg.views, meta["mean"], meta["std"])
 
         method = build_method(cfg)
-        if cfg.train.sync_bn and dist.is_distributed() and self.device.type != "cuda":
-            raise ConfigError("train.sync_bn=true needs CUDA devices (torch's SyncBatchNorm has no CPU "
-                              "kernel); set -S train.sync_bn=false for CPU runs under torchrun")
         if cfg.train.sync_bn and dist.is_distributed():
+            if self.device.type != "cuda":
+                raise ConfigError("train.sync_bn=true needs CUDA devices (torch's SyncBatchNorm has no CPU "
+                                  "kernel); set -S train.sync_bn=false for CPU runs under torchrun")
             method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
         self.method: Method = method.to(self.device)
         self.cuda = self.device.type == "cuda"
@@ -208,6 +208,7 @@ class Trainer:
             bar.update(1)
             if self.step % self.steps_per_epoch == 0:
                 self._end_epoch(self.epoch_sums[:2] / self.epoch_sums[2], time.perf_counter() - start)
+                start = time.perf_counter()
                 self.epoch_sums.zero_()
             if self.step % cfg.train.checkpoint_every == 0 or self.step == self.total_steps:
                 self._check_finite()

@@ -25,7 +25,7 @@ from selfsup.augment.views import ViewGenerator
 from selfsup.config import Config, load_config
 from selfsup.data.prepare import prepare_images
 from selfsup.data.store import images_tensor, load_meta, pretraining_images
-from selfsup.methods import build_method
+from selfsup.methods import DataInfo, build_method
 from selfsup.optim import build_optimizer
 from selfsup.schedules import scaled_lr
 from selfsup.train import Trainer
@@ -37,14 +37,14 @@ def bare_loop(cfg: Config, data_dir: Path, steps: int) -> float:
     meta = load_meta(data_dir)
     images = images_tensor(pretraining_images(data_dir))
     views = ViewGenerator(cfg.views, meta["mean"], meta["std"])
-    model = build_method(cfg).to(memory_format=torch.channels_last)
+    model = build_method(cfg, DataInfo.from_meta(len(images), meta)).to(memory_format=torch.channels_last)
     opt = build_optimizer(model, cfg.optim, scaled_lr(cfg.lr, cfg.batch_size, cfg.optim.lr_scaling))
     device = torch.device("cpu")
     start = time.perf_counter()
     for _ in range(steps):
         idx = torch.randint(len(images), (cfg.batch_size,))
         v = [x.contiguous(memory_format=torch.channels_last) for x in views(images[idx], device)]
-        loss = model(v).losses["loss"]
+        loss = model(v, idx).losses["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -74,13 +74,13 @@ def augmentation_rates(cfg: Config, data_dir: Path, repeats: int = 5) -> dict[st
             gen(batch, torch.device("cpu"))
             times.append(time.perf_counter() - t)
         rates[f"views_{backend}"] = len(batch) / statistics.median(times)
-    model = build_method(cfg).to(memory_format=torch.channels_last)
+    model = build_method(cfg, DataInfo.from_meta(len(batch), meta)).to(memory_format=torch.channels_last)
     views = [v.contiguous(memory_format=torch.channels_last)
              for v in ViewGenerator(cfg.views, meta["mean"], meta["std"])(batch, torch.device("cpu"))]
     times = []
     for i in range(repeats + 1):
         t = time.perf_counter()
-        model(views).losses["loss"].backward()
+        model(views, torch.arange(len(batch))).losses["loss"].backward()
         if i:
             times.append(time.perf_counter() - t)
     rates["model_fwd_bwd"] = len(batch) / statistics.median(times)

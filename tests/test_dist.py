@@ -1,4 +1,5 @@
-"""DDP under torchrun (gloo, CPU): the distributed loss and gradients equal one process's."""
+"""DDP under torchrun (gloo, CPU): the distributed loss, gradients and method state after one step
+equal one process's on the global batch."""
 
 from __future__ import annotations
 
@@ -13,32 +14,53 @@ import torch
 
 from conftest import write_params
 from selfsup.config import load_config
-from selfsup.methods import build_method
+from selfsup.methods import DataInfo, build_method
 
 WORKERS = Path(__file__).parent / "workers"
+NO_BN = {"backbone": {"name": "small_cnn", "width": 4, "norm": "none"},
+         "projector": {"layers": 2, "hidden_dim": 16, "out_dim": 8, "hidden_bn": False}}
 
 
-@pytest.mark.parametrize("method", ["simclr", "barlow"])
-def test_two_process_loss_and_gradients_equal_single_process(project, method) -> None:
-    # No BatchNorm anywhere, so each rank's forward sees exactly what one process sees.
-    params = write_params(project, method=method, backbone={"name": "small_cnn", "width": 4, "norm": "none"},
-                          projector={"layers": 2, "hidden_dim": 16, "out_dim": 8, "hidden_bn": False})
-    g = torch.Generator().manual_seed(0)
-    views = [torch.randn(8, 3, 16, 16, generator=g) for _ in range(2)]  # 2 x B samples, B = 4 per rank
-    torch.save(views, project / "views.pt")
+def run_two_processes(project: Path, params: Path, views: list[torch.Tensor], index: torch.Tensor,
+                      n_images: int) -> dict:
+    torch.save({"views": views, "index": index, "n_images": n_images}, project / "views.pt")
     torchrun = shutil.which("torchrun") or f"{sys.executable} -m torch.distributed.run"
     cmd = [*torchrun.split(), "--nproc_per_node=2", "--standalone",
-           str(WORKERS / "simclr_ddp.py"), str(params), str(project / "ddp.pt")]
+           str(WORKERS / "ddp_step.py"), str(params), str(project / "ddp.pt")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ddp = torch.load(project / "ddp.pt", weights_only=True)
-    assert ddp["world"] == 2
+    out = torch.load(project / "ddp.pt", weights_only=True)
+    assert out["world"] == 2
+    return out
 
+
+def single_process_step(params: Path, views: list[torch.Tensor], index: torch.Tensor, n_images: int) -> dict:
     torch.manual_seed(0)
-    single = build_method(load_config(params))
-    loss = single(views).losses["loss"]
+    method = build_method(load_config(params), DataInfo(n_images=n_images))
+    loss = method(views, index).losses["loss"]
     loss.backward()
-    assert torch.allclose(ddp["loss"], loss.detach(), rtol=1e-5, atol=1e-6)
-    for name, p in single.named_parameters():
-        assert torch.allclose(ddp["grads"][name], p.grad, rtol=1e-4, atol=1e-5), name
+    grads = {k: p.grad.clone() for k, p in method.named_parameters() if p.grad is not None}
+    torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.1).step()
+    method.on_step_end(0, 10)
+    return {"loss": loss.detach(), "grads": grads, "state": method.state_dict()}
+
+
+def assert_same_step(ddp: dict, single: dict) -> None:
+    assert torch.allclose(ddp["loss"], single["loss"], rtol=1e-5, atol=1e-6)
+    assert ddp["grads"].keys() == single["grads"].keys()
+    for name, g in single["grads"].items():
+        assert torch.allclose(ddp["grads"][name], g, rtol=1e-4, atol=1e-5), name
+    for name, value in single["state"].items():
+        assert torch.allclose(ddp["state"][name].float(), value.float(), rtol=1e-4, atol=1e-5), name
+
+
+@pytest.mark.parametrize("method", ["simclr", "barlow"])
+def test_two_process_step_equals_single_process(project, method) -> None:
+    # No BatchNorm anywhere, so each rank's forward sees exactly what one process sees.
+    params = write_params(project, method=method, **NO_BN)
+    g = torch.Generator().manual_seed(0)
+    views = [torch.randn(8, 3, 16, 16, generator=g) for _ in range(2)]  # 2 x B samples, B = 4 per rank
+    index = torch.arange(8)
+    assert_same_step(run_two_processes(project, params, views, index, 8),
+                     single_process_step(params, views, index, 8))

@@ -28,6 +28,7 @@ from selfsup.schema import build, flatten, knob, param_key, to_dict
 log = logging.getLogger(__name__)
 
 DATASETS = ("digits-bg", "cifar10", "cifar100", "stl10", "imagefolder")
+BACKBONES = ("small_cnn", "resnet18", "resnet50", "vit_tiny", "vit_small")
 
 
 @dataclass(frozen=True)
@@ -69,10 +70,13 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class BackboneConfig:
-    name: str = knob("small_cnn", choices=("small_cnn", "resnet18", "resnet50"))
+    name: str = knob("small_cnn", choices=BACKBONES)
     width: int = knob(32, ge=4, doc="small_cnn: channels of the first stage")
     cifar_stem: bool = knob(True, doc="resnets: 3x3 stride-1 first conv and no max-pool")
-    norm: str = knob("bn", choices=("bn", "gn", "none"))
+    norm: str = knob("bn", choices=("bn", "gn", "gn_ws", "none"),
+                     doc="convnets: BatchNorm, GroupNorm, GroupNorm + weight-standardised convs, or none")
+    patch_size: int = knob(4, ge=1, doc="vits: side of the square patches")
+    drop_path: float = knob(0.0, ge=0.0, lt=1.0, doc="vits: stochastic depth rate")
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,15 @@ class BlurConfig:
 
 
 @dataclass(frozen=True)
+class MultiCropConfig:
+    """Extra small crops (SwAV, Caron et al. 2020, Sec. 3.2): ``n_small`` views of side ``size``."""
+
+    n_small: int = knob(0, ge=0, doc="small crops per image, after the large views; 0 turns multi-crop off")
+    size: int = knob(8, ge=4)
+    crop_scale: tuple[float, float] = knob((0.05, 0.2), gt=0.0, le=1.0)
+
+
+@dataclass(frozen=True)
 class ViewsConfig:
     backend: str = knob("batched", choices=("batched", "per_sample"),
                         doc="batched: kornia on the training device; per_sample: torchvision v2 loop")
@@ -112,6 +125,7 @@ class ViewsConfig:
     grayscale: float = knob(0.2, ge=0.0, le=1.0)
     blur: BlurConfig = knob(BlurConfig())
     solarize: float = knob(0.0, ge=0.0, le=1.0)
+    multi_crop: MultiCropConfig = knob(MultiCropConfig())
 
 
 @dataclass(frozen=True)
@@ -122,6 +136,10 @@ class OptimConfig:
     betas: tuple[float, float] = knob((0.9, 0.999), ge=0.0, lt=1.0)
     lr_scaling: str = knob("linear", choices=("linear", "sqrt", "none"),
                            doc="lr = base lr x batch_size/256 (linear) or sqrt(batch_size/256)")
+    schedule: str = knob("cosine", choices=("cosine", "step"),
+                         doc="after warm-up: cosine decay, or x0.1 steps at the fractions in lr_steps")
+    lr_steps: tuple[float, ...] = knob((0.6, 0.8), gt=0.0, lt=1.0,
+                                       doc="step schedule: fractions of training where lr drops x0.1")
     warmup_epochs: float = knob(10.0, ge=0.0)
     min_lr_ratio: float = knob(0.0, ge=0.0, le=1.0)
     trust_coefficient: float = knob(1e-3, gt=0.0, doc="LARS eta")
@@ -263,16 +281,41 @@ def load_config(params_path: str | Path = "params.yaml", overrides: dict | None 
     merged = deep_merge(_drop_nulls(_read_yaml(method_path, "method defaults")), preset_data,
                         per_method.get(method, {}), user)
 
-    knob_cls = REGISTRY[method].Knobs
-    own = {param_key(f) for f in dataclasses.fields(knob_cls)}
-    others = {param_key(f) for cls in REGISTRY.values() for f in dataclasses.fields(cls.Knobs)} - own
+    for key in sorted(set(user) & set(REGISTRY)):
+        if isinstance(user[key], dict):
+            raise ConfigError(f"{key}: method knobs are top-level keys; write e.g. "
+                              f"`-S {next(iter(user[key]), 'knob')}=...` instead of `-S {key}.<knob>=...`")
+    return config_from_dict(merged, warn_about=set(user))
+
+
+def knob_keys(method: str) -> set[str]:
+    """The top-level params keys that ``method`` reads as its own knobs."""
+    from selfsup.methods import REGISTRY
+
+    return {param_key(f) for f in dataclasses.fields(REGISTRY[method].Knobs)}
+
+
+def config_from_dict(merged: dict, warn_about: set[str] = frozenset()) -> Config:
+    """Build and validate a :class:`Config` from one merged mapping (e.g. a saved ``config.yaml``).
+
+    Knobs of other methods are dropped; those named in ``warn_about`` (what the user set) are
+    reported with a warning naming them.
+    """
+    from selfsup.methods import REGISTRY
+
+    merged = dict(merged)
+    method = merged.get("method", Config.method)
+    if method not in REGISTRY:
+        raise ConfigError(f"method={method!r} is not known; allowed: {', '.join(sorted(REGISTRY))}")
+    own = knob_keys(method)
+    others = set().union(*(knob_keys(m) for m in REGISTRY)) - own
     for key in sorted(others & set(merged)):
-        if key in user:
+        if key in warn_about:
             log.warning("%s=%r is ignored: method %r does not use it", key, merged[key], method)
         merged.pop(key)
     knob_values = {k: merged.pop(k) for k in own if k in merged}
     config = build(Config, merged)
-    return dataclasses.replace(config, knobs=build(knob_cls, knob_values))
+    return dataclasses.replace(config, knobs=build(REGISTRY[method].Knobs, knob_values))
 
 
 def save_config(config: Config, path: Path) -> None:

@@ -1,6 +1,6 @@
 """The ``pretrain`` stage's library function: train, then write the model, curves and run id.
 
-Outputs in ``out_dir``: ``model.pt`` (backbone weights and the config that built them),
+Outputs in ``out_dir``: ``model.pt`` (the method's weights and state, and the config that built it),
 ``history.csv`` (per-epoch loss and collapse diagnostic, a DVC plot) and ``loss.png``, ``metrics.json`` (final
 loss and collapse diagnostic), ``config.yaml`` (the resolved config) and ``run.json`` (the MLflow
 run that ``evaluate`` continues). The checkpoint lives in ``checkpoint_dir`` (a persistent DVC
@@ -21,6 +21,7 @@ from selfsup import dist
 from selfsup.config import Config, save_config
 from selfsup.figures.curves import plot_history
 from selfsup.io import atomic_write, atomic_write_text, write_json
+from selfsup.methods import Method
 from selfsup.tracking import Tracker
 from selfsup.train import Trainer
 
@@ -32,9 +33,11 @@ def run_tags(cfg: Config, stage: str) -> dict[str, str]:
             "backbone": cfg.backbone.name, "stage": stage}
 
 
-def save_backbone(path: Path, backbone: torch.nn.Module, cfg: Config) -> None:
-    state = {"backbone": backbone.state_dict(), "backbone_config": cfg.to_dict()["backbone"],
-             "method": cfg.method, "view_size": cfg.views.size}
+def save_model(path: Path, method: Method, cfg: Config) -> None:
+    """Everything evaluation needs to rebuild the trained method: config, data facts, weights."""
+    info = method.info
+    state = {"config": cfg.to_dict(), "state": method.state_dict(), "view_size": cfg.views.size,
+             "info": {"n_images": info.n_images, "mean": list(info.mean), "std": list(info.std)}}
     atomic_write(path, lambda f: torch.save(state, f))
 
 
@@ -62,7 +65,7 @@ def pretrain(cfg: Config, data_dir: Path, out_dir: Path, checkpoint_dir: Path, t
                    "steps": trainer.step, "epochs": cfg.epochs}
         if dist.is_main():
             out_dir.mkdir(parents=True, exist_ok=True)
-            save_backbone(out_dir / "model.pt", trainer.method.backbone, cfg)
+            save_model(out_dir / "model.pt", trainer.method, cfg)
             atomic_write_text(out_dir / "history.csv", history.to_csv())
             plot_history(history.rows, out_dir / "loss.png", f"{cfg.method} on {cfg.dataset}")
             write_json(out_dir / "metrics.json", metrics)

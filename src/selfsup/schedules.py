@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 
+from selfsup.config import OptimConfig
+
 
 def warmup_cosine(base: float, total_steps: int, warmup_steps: int = 0, final: float = 0.0,
                   start: float = 0.0) -> np.ndarray:
@@ -29,3 +31,22 @@ def scaled_lr(base: float, batch_size: int, rule: str) -> float:
     if rule == "sqrt":
         return base * math.sqrt(batch_size / 256)
     return base
+
+
+def warmup_steps(base: float, total_steps: int, warmup_steps: int, drops: tuple[float, ...],
+                 factor: float = 0.1) -> np.ndarray:
+    """Linear warm-up, then ``base`` multiplied by ``factor`` at each fraction of training in
+    ``drops`` (the step schedule of MoCo v1, He et al. 2020, Sec. 4: x0.1 at epochs 120 and 160 of 200).
+    """
+    warmup_steps = min(warmup_steps, total_steps)
+    warm = np.linspace(0.0, base, warmup_steps, endpoint=False) if warmup_steps else np.zeros(0)
+    t = np.arange(warmup_steps, total_steps) / max(total_steps, 1)
+    n_drops = (t[:, None] >= np.asarray(sorted(drops))[None, :]).sum(1) if drops else np.zeros(len(t))
+    return np.concatenate([warm, base * factor ** n_drops])
+
+
+def lr_schedule(base: float, total_steps: int, warmup: int, cfg: OptimConfig) -> np.ndarray:
+    """The per-step learning rate that ``optim.schedule`` names."""
+    if cfg.schedule == "step":
+        return warmup_steps(base, total_steps, warmup, cfg.lr_steps)
+    return warmup_cosine(base, total_steps, warmup, final=base * cfg.min_lr_ratio)

@@ -25,9 +25,9 @@ from selfsup.checkpoint import LAST, fingerprint, load_checkpoint, rng_state, sa
 from selfsup.config import Config
 from selfsup.data.store import images_tensor, load_meta, pretraining_images
 from selfsup.errors import ConfigError, TrainingError
-from selfsup.methods import Method, build_method
+from selfsup.methods import DataInfo, Method, build_method
 from selfsup.optim import build_optimizer
-from selfsup.schedules import scaled_lr, warmup_cosine
+from selfsup.schedules import lr_schedule, scaled_lr
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +84,13 @@ class Trainer:
         if self.steps_per_epoch == 0:
             raise ConfigError(f"batch_size={cfg.batch_size} is larger than the {n} pretraining images")
         self.total_steps = cfg.epochs * self.steps_per_epoch
-        self.views = ViewGenerator(cfg.views, meta["mean"], meta["std"])
-
-        method = build_method(cfg)
+        self.info = DataInfo.from_meta(n, meta)
+        method = build_method(cfg, self.info)
+        n_small = cfg.views.multi_crop.n_small
+        if n_small and not method.multi_crop:
+            raise ConfigError(f"views.multi_crop.n_small={n_small} but method {cfg.method!r} does not take "
+                              f"multi-crop views; set -S views.multi_crop.n_small=0")
+        self.views = ViewGenerator(cfg.views, meta["mean"], meta["std"], method.n_views, n_small)
         if cfg.train.sync_bn and dist.is_distributed():
             if self.device.type != "cuda":
                 raise ConfigError("train.sync_bn=true needs CUDA devices (torch's SyncBatchNorm has no CPU "
@@ -101,7 +105,7 @@ class Trainer:
 
         lr = scaled_lr(cfg.lr, cfg.batch_size, cfg.optim.lr_scaling)
         warmup = int(round(cfg.optim.warmup_epochs * self.steps_per_epoch))
-        self.lr_schedule = warmup_cosine(lr, self.total_steps, warmup, final=lr * cfg.optim.min_lr_ratio)
+        self.lr_schedule = lr_schedule(lr, self.total_steps, warmup, cfg.optim)
         self.optimizer = build_optimizer(self.method, cfg.optim, lr)
         self.amp = self.cuda and cfg.train.amp
         self.amp_dtype = torch.bfloat16 if cfg.train.amp_dtype == "bfloat16" else torch.float16
@@ -166,16 +170,18 @@ class Trainer:
     def train_step(self, step: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         for group in self.optimizer.param_groups:
             group["lr"] = float(self.lr_schedule[step])
-        views = self.views(self.images[self.batch_indices(step)], self.device)
+        index = self.batch_indices(step)
+        views = self.views(self.images[index], self.device)
         if self.cfg.train.channels_last:
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]
         autocast = (torch.autocast("cuda", dtype=self.amp_dtype) if self.amp else contextlib.nullcontext())
         with autocast:
-            out = self.model(views)
+            out = self.model(views, index.to(self.device))
         loss = out.losses["loss"]
         self.embed_dim = out.embedding.shape[1]
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        self.method.on_after_backward(step, self.total_steps)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.method.on_step_end(step, self.total_steps)

@@ -23,15 +23,16 @@ from torchvision.transforms import v2
 from selfsup.config import ViewsConfig
 
 
-def _blur_kernel(cfg: ViewsConfig) -> int:
-    k = max(3, int(cfg.blur.kernel_fraction * cfg.size))
+def _blur_kernel(cfg: ViewsConfig, size: int) -> int:
+    k = max(3, int(cfg.blur.kernel_fraction * size))
     return k if k % 2 else k + 1
 
 
-def _batched(cfg: ViewsConfig, mean: list[float], std: list[float]) -> nn.Sequential:
+def _batched(cfg: ViewsConfig, mean: list[float], std: list[float], size: int,
+             scale: tuple[float, float]) -> nn.Sequential:
     cj = cfg.color_jitter
     ops: list[nn.Module] = [
-        K.RandomResizedCrop((cfg.size, cfg.size), scale=cfg.crop_scale, ratio=cfg.crop_ratio, align_corners=False),
+        K.RandomResizedCrop((size, size), scale=scale, ratio=cfg.crop_ratio, align_corners=False),
     ]
     if cfg.hflip > 0:
         ops.append(K.RandomHorizontalFlip(p=cfg.hflip))
@@ -40,23 +41,24 @@ def _batched(cfg: ViewsConfig, mean: list[float], std: list[float]) -> nn.Sequen
     if cfg.grayscale > 0:
         ops.append(K.RandomGrayscale(p=cfg.grayscale))
     if cfg.blur.p > 0:
-        ops.append(K.RandomGaussianBlur(_blur_kernel(cfg), cfg.blur.sigma, p=cfg.blur.p))
+        ops.append(K.RandomGaussianBlur(_blur_kernel(cfg, size), cfg.blur.sigma, p=cfg.blur.p))
     if cfg.solarize > 0:
         ops.append(K.RandomSolarize(thresholds=0.0, additions=0.0, p=cfg.solarize))
     ops.append(K.Normalize(torch.tensor(mean), torch.tensor(std)))
     return nn.Sequential(*ops)
 
 
-def _per_sample(cfg: ViewsConfig, mean: list[float], std: list[float]) -> v2.Compose:
+def _per_sample(cfg: ViewsConfig, mean: list[float], std: list[float], size: int,
+                scale: tuple[float, float]) -> v2.Compose:
     cj = cfg.color_jitter
     ops: list[nn.Module] = [
-        v2.RandomResizedCrop(cfg.size, scale=cfg.crop_scale, ratio=cfg.crop_ratio, antialias=True),
+        v2.RandomResizedCrop(size, scale=scale, ratio=cfg.crop_ratio, antialias=True),
         v2.RandomHorizontalFlip(p=cfg.hflip),
         v2.RandomApply([v2.ColorJitter(cj.brightness, cj.contrast, cj.saturation, cj.hue)], p=cj.p),
         v2.RandomGrayscale(p=cfg.grayscale),
     ]
     if cfg.blur.p > 0:
-        ops.append(v2.RandomApply([v2.GaussianBlur(_blur_kernel(cfg), cfg.blur.sigma)], p=cfg.blur.p))
+        ops.append(v2.RandomApply([v2.GaussianBlur(_blur_kernel(cfg, size), cfg.blur.sigma)], p=cfg.blur.p))
     ops += [v2.ToDtype(torch.float32, scale=True)]
     if cfg.solarize > 0:
         ops.append(v2.RandomSolarize(threshold=0.5, p=cfg.solarize))
@@ -65,20 +67,36 @@ def _per_sample(cfg: ViewsConfig, mean: list[float], std: list[float]) -> v2.Com
 
 
 class ViewGenerator:
-    """Turns a uint8 batch (B, 3, H, W) into ``n_views`` independently augmented float views."""
+    """Turns a uint8 batch (B, 3, H, W) into independently augmented float views.
 
-    def __init__(self, cfg: ViewsConfig, mean: list[float], std: list[float], n_views: int = 2) -> None:
+    Returns ``n_views`` large views (side ``cfg.size``, scale ``cfg.crop_scale``) followed by
+    ``n_small`` small ones (``cfg.multi_crop``: side ``size``, scale ``crop_scale``), all drawn
+    from the same colour and blur distribution.
+    """
+
+    def __init__(self, cfg: ViewsConfig, mean: list[float], std: list[float], n_views: int = 2,
+                 n_small: int = 0) -> None:
         self.cfg = cfg
         self.n_views = n_views
-        self.batched = _batched(cfg, mean, std) if cfg.backend == "batched" else None
-        self.per_sample = _per_sample(cfg, mean, std) if cfg.backend == "per_sample" else None
+        self.n_small = n_small
+        build = _batched if cfg.backend == "batched" else _per_sample
+        self.large = build(cfg, mean, std, cfg.size, cfg.crop_scale)
+        mc = cfg.multi_crop
+        self.small = build(cfg, mean, std, mc.size, mc.crop_scale) if n_small else None
+
+    def _apply(self, pipeline: nn.Module, images: torch.Tensor, x: torch.Tensor | None,
+               device: torch.device) -> torch.Tensor:
+        if x is not None:
+            return pipeline(x)
+        return torch.stack([pipeline(img) for img in images]).to(device, non_blocking=True)
 
     def __call__(self, images: torch.Tensor, device: torch.device) -> list[torch.Tensor]:
-        if self.batched is not None:
+        x = None
+        if self.cfg.backend == "batched":
             x = images.to(device, non_blocking=True).float().div_(255.0)
-            return [self.batched(x) for _ in range(self.n_views)]
-        return [torch.stack([self.per_sample(img) for img in images]).to(device, non_blocking=True)
-                for _ in range(self.n_views)]
+        views = [self._apply(self.large, images, x, device) for _ in range(self.n_views)]
+        views += [self._apply(self.small, images, x, device) for _ in range(self.n_small)]
+        return views
 
 
 class EvalTransform(nn.Module):

@@ -1,8 +1,9 @@
 """The ``baseline`` and ``evaluate`` stages' library functions.
 
-``evaluate`` measures frozen backbone features with a linear probe and weighted kNN on the test
-split, and puts them next to the baselines (a randomly initialised backbone of the same
-architecture, and raw pixels) that ``baseline`` computes once per dataset and architecture.
+``evaluate`` measures the frozen features of the trained method's feature extractor with a linear
+probe and weighted kNN on the test split, and puts them next to two baselines: the same extractor
+randomly initialised, and raw pixels (which ``baseline`` computes once per dataset, together
+with a random ``backbone``).
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ import numpy as np
 import torch
 
 from selfsup.augment.views import EvalTransform
-from selfsup.config import BackboneConfig, Config
+from selfsup.config import Config, config_from_dict
 from selfsup.data.store import load_meta, load_split
 from selfsup.errors import DataError
 from selfsup.eval.features import extract_features
 from selfsup.eval.knn import knn_accuracy
 from selfsup.eval.linear import linear_probe_accuracy
+from selfsup.methods import DataInfo, build_method
 from selfsup.models.backbones import build_backbone
-from selfsup.schema import build
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def backbone_metrics(backbone: torch.nn.Module, data_dir: Path, cfg: Config, vie
 def baseline(cfg: Config, data_dir: Path) -> dict[str, dict[str, float]]:
     """Random-backbone and raw-pixel accuracies on the test split."""
     torch.manual_seed(cfg.seed)
-    random_net = build_backbone(cfg.backbone)
+    random_net = build_backbone(cfg.backbone, cfg.views.size)
     meta = load_meta(data_dir)
     train, test = _labeled(data_dir)
 
@@ -70,19 +71,33 @@ def baseline(cfg: Config, data_dir: Path) -> dict[str, dict[str, float]]:
     }
 
 
-def load_backbone(model_path: Path) -> tuple[torch.nn.Module, int]:
-    """The pretrained backbone saved by ``pretrain`` and the view size it was trained at."""
-    state = torch.load(model_path, map_location="cpu", weights_only=True)
-    net = build_backbone(build(BackboneConfig, state["backbone_config"], prefix="backbone."))
-    net.load_state_dict(state["backbone"])
-    return net, int(state["view_size"])
+def load_model(model_path: Path, random_init: bool = False) -> tuple[torch.nn.Module, int, Config]:
+    """The feature extractor of the method saved by ``pretrain``, its view size and its config.
+
+    With ``random_init`` the same architecture is returned freshly initialised (the baseline that
+    shows what pretraining added).
+    """
+    try:
+        state = torch.load(model_path, map_location="cpu", weights_only=True)
+        cfg = config_from_dict(state["config"])
+    except (OSError, RuntimeError, KeyError, EOFError) as exc:
+        raise DataError(f"{model_path} is not a model written by the pretrain stage ({exc}); "
+                        f"rerun it with `dvc repro pretrain`") from exc
+    info = DataInfo(state["info"]["n_images"], tuple(state["info"]["mean"]), tuple(state["info"]["std"]))
+    torch.manual_seed(cfg.seed + 1)
+    method = build_method(cfg, info)
+    if not random_init:
+        method.load_state_dict(state["state"])
+    return method.feature_extractor(), int(state["view_size"]), cfg
 
 
 def evaluate(cfg: Config, data_dir: Path, model_path: Path, baseline_metrics: dict) -> dict:
-    """Trained-backbone accuracies, the baselines, and the gaps between them."""
-    backbone, view_size = load_backbone(model_path)
-    trained = backbone_metrics(backbone, data_dir, cfg, view_size)
-    rand = baseline_metrics["random_backbone"]
+    """Trained-extractor accuracies, a randomly initialised extractor of the same architecture,
+    raw pixels, and the gaps between them."""
+    extractor, view_size, _ = load_model(model_path)
+    trained = backbone_metrics(extractor, data_dir, cfg, view_size)
+    random_extractor, _, _ = load_model(model_path, random_init=True)
+    rand = backbone_metrics(random_extractor, data_dir, cfg, view_size)
     return {
         **trained,
         "random_linear_top1": rand["linear_top1"],

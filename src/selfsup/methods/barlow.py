@@ -19,7 +19,7 @@ import torch
 
 from selfsup import dist
 from selfsup.config import Config
-from selfsup.methods.base import Method, MethodOutput
+from selfsup.methods.base import DataInfo, Method, MethodOutput
 from selfsup.models.heads import mlp
 from selfsup.schema import knob
 
@@ -47,11 +47,11 @@ class BarlowTwins(Method):
     class Knobs:
         lambda_: float = knob(5.1e-3, gt=0.0, key="lambda", doc="weight of the off-diagonal term")
 
-    def __init__(self, cfg: Config) -> None:
-        super().__init__(cfg)
+    def __init__(self, cfg: Config, info: DataInfo) -> None:
+        super().__init__(cfg, info)
         self.projector = mlp(self.backbone.feature_dim, cfg.projector)
 
-    def forward(self, views: list[torch.Tensor]) -> MethodOutput:
+    def forward(self, views: list[torch.Tensor], index: torch.Tensor) -> MethodOutput:
         n = views[0].shape[0]
         z = self.projector(self.backbone(torch.cat(views[:2])))
         z_a = dist.gather_with_grad(z[:n])

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from selfsup import dist
 from selfsup.config import Config
-from selfsup.methods.base import Method, MethodOutput
+from selfsup.methods.base import DataInfo, Method, MethodOutput
 from selfsup.models.heads import mlp
 from selfsup.schema import knob
 
@@ -59,11 +59,11 @@ class SimCLR(Method):
     class Knobs:
         temperature: float = knob(0.5, gt=0.0, doc="NT-Xent temperature tau")
 
-    def __init__(self, cfg: Config) -> None:
-        super().__init__(cfg)
+    def __init__(self, cfg: Config, info: DataInfo) -> None:
+        super().__init__(cfg, info)
         self.projector = mlp(self.backbone.feature_dim, cfg.projector)
 
-    def forward(self, views: list[torch.Tensor]) -> MethodOutput:
+    def forward(self, views: list[torch.Tensor], index: torch.Tensor) -> MethodOutput:
         x = torch.cat(views[:2])
         z = self.projector(self.backbone(x))
         everything = dist.gather_with_grad(z)

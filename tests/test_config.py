@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from conftest import write_params
-from selfsup.config import load_config
+from conftest import REPO, write_params
+from selfsup.config import knob_keys, load_config
 from selfsup.errors import ConfigError
+from selfsup.methods import REGISTRY
 
 
 def test_precedence_method_then_preset_then_params(project) -> None:
@@ -61,9 +62,23 @@ def test_knob_of_another_method_is_dropped_with_a_warning(project, caplog) -> No
 
 
 def test_repository_params_resolve_for_every_method_and_preset(project) -> None:
-    from selfsup.methods import REGISTRY
-
     for preset in ("digits-cpu", "paper", "cifar10-resnet18", "stl10-resnet18"):
         for method in REGISTRY:
             cfg = load_config(write_params(project, method=method, preset=preset))
             assert cfg.method == method and cfg.preset == preset
+
+
+def test_every_method_knob_is_a_null_params_key_and_a_pretrain_param() -> None:
+    """`dvc exp run -S <knob>=...` needs the key in params.yaml, and pretrain must rerun when it changes."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    pretrain_params = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["pretrain"]["params"]
+    for method in REGISTRY:
+        assert (REPO / "params" / "methods" / f"{method}.yaml").is_file(), method
+        for key in knob_keys(method):
+            assert key in params and params[key] is None, f"params.yaml lacks `{key}: null` ({method})"
+            assert key in pretrain_params, f"dvc.yaml pretrain does not track {key} ({method})"
+
+
+def test_method_section_is_refused_with_the_top_level_spelling(project) -> None:
+    with pytest.raises(ConfigError, match="top-level keys; write e.g. `-S temperature=..."):
+        load_config(write_params(project, method="simclr", simclr={"temperature": 0.1}))

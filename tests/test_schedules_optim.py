@@ -11,7 +11,7 @@ from torch import nn
 
 from selfsup.config import OptimConfig
 from selfsup.optim import LARS, build_optimizer, param_groups
-from selfsup.schedules import scaled_lr, warmup_cosine
+from selfsup.schedules import scaled_lr, warmup_cosine, warmup_steps
 
 # -- schedules -------------------------------------------------------------------------------------
 
@@ -42,6 +42,13 @@ def test_warmup_cosine_start_and_edge_cases() -> None:
     np.testing.assert_allclose(warmup_cosine(1.0, 4, warmup_steps=10), [0.0, 0.25, 0.5, 0.75])
     assert len(warmup_cosine(1.0, 0, warmup_steps=3)) == 0
     np.testing.assert_allclose(warmup_cosine(0.3, 1), [0.3])
+
+
+def test_step_schedule_drops_tenfold_at_each_fraction() -> None:
+    # 2 warm-up steps (0, 0.5), then 1.0 until t = 6/10 >= 0.6, 0.1 until 8/10 >= 0.8, then 0.01
+    expected = [0.0, 0.5, 1.0, 1.0, 1.0, 1.0, 0.1, 0.1, 0.01, 0.01]
+    assert np.allclose(warmup_steps(1.0, 10, 2, (0.6, 0.8)), expected)
+    assert np.allclose(warmup_steps(2.0, 4, 0, ()), [2.0] * 4)
 
 
 def test_scaled_lr_rules() -> None:

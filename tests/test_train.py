@@ -8,7 +8,7 @@ import torch
 from conftest import TINY_RUN, tiny_dataset, write_params
 from selfsup.checkpoint import LAST, load_checkpoint
 from selfsup.config import load_config
-from selfsup.errors import TrainingError
+from selfsup.errors import ConfigError, TrainingError
 from selfsup.train import Trainer
 
 
@@ -64,3 +64,11 @@ def test_nan_loss_stops_without_writing_a_checkpoint(project) -> None:
     with pytest.raises(TrainingError, match="Lower `lr`"):
         trainer.fit()
     assert not (project / "ck" / LAST).exists()
+
+
+def test_multi_crop_is_refused_by_a_method_without_it(project) -> None:
+    data = tiny_dataset(project / "data")
+    cfg = load_config(write_params(project, method="simclr", **{**TINY_RUN, "views": {
+        "size": 16, "multi_crop": {"n_small": 2, "size": 8}}}))
+    with pytest.raises(ConfigError, match=r"views.multi_crop.n_small=2 but method 'simclr'"):
+        Trainer(cfg, data, project / "ck")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from selfsup.augment.views import EvalTransform, ViewGenerator
-from selfsup.config import BlurConfig, ColorJitterConfig, ViewsConfig
+from selfsup.config import BlurConfig, ColorJitterConfig, MultiCropConfig, ViewsConfig
 
 BACKENDS = ["batched", "per_sample"]
 MEAN = [0.4, 0.5, 0.6]
@@ -139,3 +139,12 @@ def test_batched_backend_is_deterministic_under_torch_seed() -> None:
     for a, b in zip(first, again, strict=True):
         assert torch.equal(a, b)
     assert not torch.equal(first[0], other[0])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_multi_crop_appends_small_views_after_the_large_ones(backend: str) -> None:
+    torch.manual_seed(3)
+    cfg = ViewsConfig(backend=backend, size=16, multi_crop=MultiCropConfig(n_small=3, size=8, crop_scale=(0.05, 0.3)))
+    views = ViewGenerator(cfg, MEAN, STD, n_views=2, n_small=3)(_images(b=5, size=20), CPU)
+    assert [tuple(v.shape) for v in views] == [(5, 3, 16, 16)] * 2 + [(5, 3, 8, 8)] * 3
+    assert not torch.equal(views[2], views[3])

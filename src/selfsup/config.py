@@ -173,10 +173,23 @@ class KnnConfig:
 
 
 @dataclass(frozen=True)
+class FinetuneConfig:
+    """Fine-tuning the whole extractor with a fraction of the labels (SimCLR Sec. 4.2, B.5)."""
+
+    enabled: bool = knob(False, doc="also report fine-tuned accuracy (slower than the linear probe)")
+    label_fraction: float = knob(0.1, gt=0.0, le=1.0, doc="class-balanced fraction of the train labels")
+    epochs: int = knob(30, ge=1)
+    lr: float = knob(0.05, gt=0.0)
+    weight_decay: float = knob(0.0, ge=0.0)
+    batch_size: int = knob(64, ge=1)
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     batch_size: int = knob(512, ge=1, doc="feature-extraction batch size")
     linear: LinearProbeConfig = knob(LinearProbeConfig())
     knn: KnnConfig = knob(KnnConfig())
+    finetune: FinetuneConfig = knob(FinetuneConfig())
 
 
 @dataclass(frozen=True)

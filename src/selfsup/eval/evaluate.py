@@ -19,6 +19,7 @@ from selfsup.config import Config, config_from_dict
 from selfsup.data.store import load_meta, load_split
 from selfsup.errors import DataError
 from selfsup.eval.features import extract_features
+from selfsup.eval.finetune import finetune_accuracy
 from selfsup.eval.knn import knn_accuracy
 from selfsup.eval.linear import linear_probe_accuracy
 from selfsup.methods import DataInfo, build_method
@@ -48,10 +49,25 @@ def backbone_metrics(backbone: torch.nn.Module, data_dir: Path, cfg: Config, vie
     meta = load_meta(data_dir)
     train, test = _labeled(data_dir)
     transform = EvalTransform(view_size, meta["mean"], meta["std"])
-    device = torch.device("cuda" if torch.cuda.is_available() and cfg.train.device != "cpu" else "cpu")
+    device = _device(cfg)
     ftr = extract_features(backbone, train.images, transform, device, cfg.eval.batch_size, "train features")
     fte = extract_features(backbone, test.images, transform, device, cfg.eval.batch_size, "test features")
     return probe(ftr, train.labels, fte, test.labels, len(meta["classes"]), cfg)
+
+
+def finetune_metrics(extractor: torch.nn.Module, data_dir: Path, cfg: Config, view_size: int) -> float:
+    """Test top-1 after fine-tuning ``extractor`` end to end on ``eval.finetune.label_fraction`` of the labels."""
+    ft = cfg.eval.finetune
+    meta = load_meta(data_dir)
+    train, test = _labeled(data_dir)
+    transform = EvalTransform(view_size, meta["mean"], meta["std"])
+    return finetune_accuracy(extractor, train.images, train.labels, test.images, test.labels, len(meta["classes"]),
+                             transform, ft.label_fraction, ft.epochs, ft.lr, ft.weight_decay, ft.batch_size,
+                             cfg.seed, _device(cfg))
+
+
+def _device(cfg: Config) -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() and cfg.train.device != "cpu" else "cpu")
 
 
 def baseline(cfg: Config, data_dir: Path) -> dict[str, dict[str, float]]:
@@ -98,8 +114,13 @@ def evaluate(cfg: Config, data_dir: Path, model_path: Path, baseline_metrics: di
     trained = backbone_metrics(extractor, data_dir, cfg, view_size)
     random_extractor, _, _ = load_model(model_path, random_init=True)
     rand = backbone_metrics(random_extractor, data_dir, cfg, view_size)
+    finetuned = {}
+    if cfg.eval.finetune.enabled:
+        finetuned = {"finetune_top1": finetune_metrics(extractor, data_dir, cfg, view_size),
+                     "random_finetune_top1": finetune_metrics(random_extractor, data_dir, cfg, view_size)}
     return {
         **trained,
+        **finetuned,
         "random_linear_top1": rand["linear_top1"],
         "random_knn_top1": rand["knn_top1"],
         "pixels_linear_top1": baseline_metrics["raw_pixels"]["linear_top1"],

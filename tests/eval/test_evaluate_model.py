@@ -1,0 +1,35 @@
+"""model.pt rebuilds the trained method's feature extractor; evaluate reports it next to a random one."""
+
+from __future__ import annotations
+
+import torch
+
+from conftest import TINY_RUN, tiny_dataset, write_params
+from selfsup.augment.views import EvalTransform
+from selfsup.config import load_config
+from selfsup.data.store import images_tensor, load_meta, load_split
+from selfsup.eval.evaluate import evaluate, load_model
+from selfsup.pretrain import pretrain
+
+
+def test_saved_model_gives_the_trained_features_and_evaluate_adds_finetuning(project) -> None:
+    data = tiny_dataset(project / "data")
+    cfg = load_config(write_params(project, method="simclr", **{**TINY_RUN, "eval": {
+        "linear": {"epochs": 5}, "finetune": {"enabled": True, "epochs": 2, "batch_size": 16}}}))
+    pretrain(cfg, data, project / "out", project / "ck", track=False)
+
+    trained, view_size, saved_cfg = load_model(project / "out" / "model.pt")
+    random_init, _, _ = load_model(project / "out" / "model.pt", random_init=True)
+    assert saved_cfg == cfg and view_size == 16
+    meta = load_meta(data)
+    x = EvalTransform(16, meta["mean"], meta["std"])(images_tensor(load_split(data, "test").images[:8]))
+    state = torch.load(project / "ck" / "last.pt", weights_only=True)["model"]
+    backbone_state = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+    assert all(torch.equal(trained.state_dict()[k], v) for k, v in backbone_state.items())
+    assert not torch.equal(trained.eval()(x), random_init.eval()(x))
+
+    metrics = evaluate(cfg, data, project / "out" / "model.pt", {"raw_pixels": {"linear_top1": 0.1, "knn_top1": 0.2}})
+    for key in ("linear_top1", "knn_top1", "random_linear_top1", "finetune_top1", "random_finetune_top1"):
+        assert 0.0 <= metrics[key] <= 1.0, key
+    assert metrics["gain_linear"] == metrics["linear_top1"] - metrics["random_linear_top1"]
+    assert metrics["pixels_knn_top1"] == 0.2

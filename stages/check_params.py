@@ -14,9 +14,11 @@ from pathlib import Path
 from selfsup.cli import run_stage, stage_parser
 from selfsup.config import Config
 from selfsup.io import atomic_write_text
+from selfsup.methods import DataInfo, build_method
 
 
 def main(args: argparse.Namespace, cfg: Config) -> None:
+    build_method(cfg, DataInfo(n_images=cfg.batch_size))  # knobs checked against each other and the sizes
     if not args.marker.is_file() or args.marker.read_text() != "ok\n":
         atomic_write_text(args.marker, "ok\n")
     print(f"params are valid: method={cfg.method}, preset={cfg.preset}, dataset={cfg.dataset}")

@@ -16,10 +16,19 @@ def _weights(trainer: Trainer) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in trainer.method.state_dict().items()}
 
 
-@pytest.mark.parametrize("method", ["simclr", "barlow"])
+# Methods that carry state besides their weights, at sizes that fit the tiny run.
+STATEFUL = {
+    "moco": {"queue_size": 32, "shuffle_bn_splits": 2},                       # queue, key encoder
+    "swav": {"n_prototypes": 10, "queue_length": 32, "queue_start_epoch": 1,  # prototypes, queue
+             "freeze_prototypes_iters": 3, "views": {"size": 16, "multi_crop": {"n_small": 2, "size": 8}}},
+    "dino": {"out_dim": 32, "views": {"size": 16, "multi_crop": {"n_small": 2, "size": 8}}},  # teacher, centre
+}
+
+
+@pytest.mark.parametrize("method", ["simclr", "barlow", *STATEFUL])
 def test_resume_mid_training_equals_uninterrupted_run(project, method) -> None:
     data = tiny_dataset(project / "data")
-    cfg = load_config(write_params(project, method=method, **TINY_RUN))
+    cfg = load_config(write_params(project, method=method, **{**TINY_RUN, **STATEFUL.get(method, {})}))
 
     full = Trainer(cfg, data, project / "ck_full")
     full.fit()

@@ -181,6 +181,7 @@ class Trainer:
         self.embed_dim = out.embedding.shape[1]
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)  # hooks (clipping, freezing) see true gradients
         self.method.on_after_backward(step, self.total_steps)
         self.scaler.step(self.optimizer)
         self.scaler.update()

@@ -64,3 +64,30 @@ def test_two_process_step_equals_single_process(project, method) -> None:
     index = torch.arange(8)
     assert_same_step(run_two_processes(project, params, views, index, 8),
                      single_process_step(params, views, index, 8))
+
+
+def test_moco_shuffle_bn_over_two_processes_equals_split_batch_bn_in_one(project) -> None:
+    """Keys shuffled across ranks (per-rank BN) == one process encoding the same shuffled halves
+    separately; negatives (the queue) are the keys of both ranks, so the queues match too."""
+    params = write_params(project, method="moco", backbone={"name": "small_cnn", "width": 4, "norm": "bn"},
+                          projector={"layers": 2, "hidden_dim": 16, "out_dim": 8, "hidden_bn": True},
+                          batch_size=8, queue_size=32, shuffle_bn_splits=2)
+    g = torch.Generator().manual_seed(1)
+    views = [torch.randn(8, 3, 16, 16, generator=g) for _ in range(2)]
+    index = torch.arange(8)
+    ddp = run_two_processes(project, params, views, index, 64)
+    single = single_process_step(params, views, index, 64)
+    assert_same_step(ddp, single)
+    assert int(single["state"]["queue_ptr"]) == 8          # the global batch was enqueued once
+
+
+def test_swav_sinkhorn_over_two_processes_equals_one_process(project) -> None:
+    """Sinkhorn's marginals are all-reduced, so codes over two halves equal codes over the batch."""
+    params = write_params(project, method="swav", **NO_BN, n_prototypes=6, queue_length=16, queue_start_epoch=0,
+                          views={"size": 16, "multi_crop": {"n_small": 2, "size": 8}})
+    g = torch.Generator().manual_seed(2)
+    views = ([torch.randn(8, 3, 16, 16, generator=g) for _ in range(2)]
+             + [torch.randn(8, 3, 8, 8, generator=g) for _ in range(2)])
+    index = torch.arange(8)
+    assert_same_step(run_two_processes(project, params, views, index, 64),
+                     single_process_step(params, views, index, 64))

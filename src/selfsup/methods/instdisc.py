@@ -120,10 +120,10 @@ class InstDisc(Method):
             if k.instdisc_loss == "nce":
                 noise = bank[self.memory.sample_for_batch(f.shape[0], k.nce_k)]
                 if not bool(self.nce_z_ready):
-                    z = estimate_z(f.detach(), noise, len(self.memory), k.temperature)
+                    z = estimate_z(f.detach(), noise, self.memory.n_rows, k.temperature)
                     self.nce_z.fill_(dist.all_reduce_mean(z))
                     self.nce_z_ready.fill_(True)
-                main = nce_loss(f, previous, noise, self.nce_z, len(self.memory), k.temperature)
+                main = nce_loss(f, previous, noise, self.nce_z, self.memory.n_rows, k.temperature)
             else:
                 main = instance_softmax_loss(f, bank, index, k.temperature)
             prox = proximal_term(f, previous)

@@ -47,12 +47,13 @@ class MemoryBank(nn.Module):
         super().__init__()
         self.register_buffer("bank", F.normalize(torch.rand(n, dim) * 2 - 1, dim=1))
 
-    def __len__(self) -> int:
+    @property
+    def n_rows(self) -> int:
         return self.bank.shape[0]
 
     def sample(self, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``k`` indices drawn uniformly with replacement (the noise distribution P_n = 1/n)."""
-        return torch.randint(len(self), (k,), generator=generator, device=self.bank.device)
+        return torch.randint(self.n_rows, (k,), generator=generator, device=self.bank.device)
 
     def sample_for_batch(self, batch: int, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """(batch, k) noise indices for this rank's ``batch`` anchors.

@@ -1,0 +1,35 @@
+"""The `selfsup` command line: the resolved config and the method catalogue."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from selfsup.__main__ import main
+
+
+def test_config_prints_the_resolved_config_with_overrides(project, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(project)
+    assert main(["config", "-S", "method=barlow", "-S", "lambda=0.002"]) == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["method"] == "barlow" and cfg["lambda"] == 0.002
+
+
+def test_config_reports_a_bad_knob_on_one_line(project, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(project)
+    assert main(["config", "-S", "method=byol", "-S", "norm=layer"]) == 1
+    assert "norm='layer' is not allowed" in capsys.readouterr().err
+
+
+def test_methods_lists_every_method_with_its_paper_and_knobs(capsys) -> None:
+    from selfsup.methods import REGISTRY
+
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    for name in REGISTRY:
+        assert f"\n{name}: " in f"\n{out}"
+    assert main(["methods", "swav"]) == 0
+    one = capsys.readouterr().out
+    assert one.startswith("swav: SwAV") and "arxiv.org/abs/2006.09882" in one and "epsilon = 0.05" in one
+    with pytest.raises(SystemExit, match="unknown method 'nosuch'"):
+        main(["methods", "nosuch"])

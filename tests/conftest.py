@@ -16,10 +16,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """A folder holding a copy of params/ and params.yaml, to write params into."""
+def project(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """A folder holding a copy of params/ and params.yaml, to write params into.
+
+    Tests under tests/methods/ get ``preset: paper`` (the methods' paper defaults alone), so tuning
+    a preset's ``per_method`` settings never changes what they check.
+    """
     shutil.copytree(REPO / "params", tmp_path / "params")
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    if (REPO / "tests" / "methods") in request.path.parents:
+        write_params(tmp_path, preset="paper")
     return tmp_path
 
 

@@ -17,7 +17,7 @@ from selfsup.train import Trainer
 
 
 def _config(project: Path, **knobs: object) -> Config:
-    return load_config(write_params(project, method="byol", **{**TINY_RUN, **knobs}))
+    return load_config(write_params(project, method="byol", preset="paper", **{**TINY_RUN, **knobs}))
 
 
 def test_byol_loss_matches_hand_computed_case() -> None:

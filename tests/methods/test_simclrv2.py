@@ -20,7 +20,8 @@ HEAD = {"layers": 3, "hidden_dim": 24, "out_dim": 8, "hidden_bn": True, "last_bn
 
 
 def _config(project: Path, **knobs: object) -> Config:
-    return load_config(write_params(project, method="simclrv2", **{**TINY_RUN, "projector": HEAD}, **knobs))
+    return load_config(write_params(project, method="simclrv2", preset="paper", **{**TINY_RUN, "projector": HEAD},
+                                    **knobs))
 
 
 def slow_nt_xent_with_keys(q: torch.Tensor, k: torch.Tensor, tau: float) -> float:

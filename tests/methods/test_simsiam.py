@@ -16,7 +16,7 @@ from selfsup.train import Trainer
 
 
 def _config(project: Path, **knobs: object) -> Config:
-    return load_config(write_params(project, method="simsiam", **{**TINY_RUN, **knobs}))
+    return load_config(write_params(project, method="simsiam", preset="paper", **{**TINY_RUN, **knobs}))
 
 
 def _case() -> tuple[torch.Tensor, ...]:

@@ -26,13 +26,16 @@ N_TRAIN = 384
 
 RUN = {
     "method": "simsiam",
-    "preset": "digits-cpu",
+    "preset": "paper",  # everything that matters is set here (the digits-cpu preset's views)
     "epochs": 10,
     "batch_size": 64,
     "lr": 0.5,
     "backbone": {"name": "small_cnn", "width": 16},
     "projector": {"layers": 2, "hidden_dim": 128, "out_dim": 64, "last_bn": False},
     "predictor_hidden_dim": 16,
+    "views": {"size": 16, "crop_scale": [0.2, 1.0], "hflip": 0.0, "grayscale": 0.5, "blur": {"p": 0.0},
+              "solarize": 0.0,
+              "color_jitter": {"p": 0.8, "brightness": 0.8, "contrast": 0.8, "saturation": 0.8, "hue": 0.5}},
     "optim": {"name": "sgd", "warmup_epochs": 0, "weight_decay": 5.0e-4, "min_lr_ratio": 1.0},
     "train": {"threads": 1, "checkpoint_every": 1000},
 }
@@ -40,7 +43,7 @@ RUN = {
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """384 digits-bg training images (32x32; the preset's views are 16x16) in the prepared format."""
+    """384 digits-bg training images (32x32, viewed as 16x16 crops) in the prepared format."""
     splits = build_digits_bg(0, DigitsBgConfig(train_per_scan=1, test_per_scan=1))
     train, test = splits["train"], splits["test"]
     small = {"train": ImageSplit(images=train.images[:N_TRAIN], labels=train.labels[:N_TRAIN]),

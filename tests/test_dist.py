@@ -55,10 +55,11 @@ def assert_same_step(ddp: dict, single: dict) -> None:
         assert torch.allclose(ddp["state"][name].float(), value.float(), rtol=1e-4, atol=1e-5), name
 
 
-@pytest.mark.parametrize("method", ["simclr", "barlow"])
+@pytest.mark.parametrize("method", ["simclr", "barlow", "instdisc"])
 def test_two_process_step_equals_single_process(project, method) -> None:
-    # No BatchNorm anywhere, so each rank's forward sees exactly what one process sees.
-    params = write_params(project, method=method, **NO_BN)
+    # No BatchNorm anywhere, so each rank's forward sees exactly what one process sees. InstDisc's
+    # memory bank rows of both ranks' images are written on every rank.
+    params = write_params(project, method=method, **NO_BN, nce_k=16)
     g = torch.Generator().manual_seed(0)
     views = [torch.randn(8, 3, 16, 16, generator=g) for _ in range(2)]  # 2 x B samples, B = 4 per rank
     index = torch.arange(8)

@@ -95,3 +95,13 @@ def broadcast_object(obj: object) -> object:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def gather_detached(x: torch.Tensor) -> torch.Tensor:
+    """``x`` (n, ...) of every rank concatenated in rank order, without gradient (any dtype)."""
+    x = x.detach()
+    if not is_distributed() or world_size() == 1:
+        return x
+    parts = [torch.empty_like(x) for _ in range(world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts, 0)

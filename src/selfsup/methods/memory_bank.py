@@ -18,7 +18,6 @@ every rank applies the same update and holds the same bank.
 from __future__ import annotations
 
 import torch
-import torch.distributed as torch_dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -28,16 +27,6 @@ from selfsup import dist
 def momentum_update(rows: torch.Tensor, features: torch.Tensor, momentum: float) -> torch.Tensor:
     """The refreshed bank rows ``normalise(m * rows + (1 - m) * features)`` (Wu et al., reference code)."""
     return F.normalize(momentum * rows + (1.0 - momentum) * features, dim=1)
-
-
-def gather_detached(x: torch.Tensor) -> torch.Tensor:
-    """``x`` (n, ...) of every rank concatenated in rank order, without gradient; ``x`` in one process."""
-    x = x.detach()
-    if not dist.is_distributed() or dist.world_size() == 1:
-        return x
-    parts = [torch.empty_like(x) for _ in range(dist.world_size())]
-    torch_dist.all_gather(parts, x.contiguous())
-    return torch.cat(parts, 0)
 
 
 class MemoryBank(nn.Module):
@@ -69,6 +58,6 @@ class MemoryBank(nn.Module):
     def update(self, index: torch.Tensor, features: torch.Tensor, momentum: float) -> None:
         """Momentum-update the rows ``index`` with the l2-normalised ``features`` (both gathered from
         every rank under DDP; every rank must call this)."""
-        index = gather_detached(index.to(self.bank.device))
-        features = gather_detached(features.to(self.bank.device, self.bank.dtype))
+        index = dist.gather_detached(index.to(self.bank.device))
+        features = dist.gather_detached(features.to(self.bank.device, self.bank.dtype))
         self.bank.index_copy_(0, index, momentum_update(self.bank[index], F.normalize(features, dim=1), momentum))

@@ -15,7 +15,8 @@ from selfsup.pretrain import pretrain
 
 
 def main(args: argparse.Namespace, cfg: Config) -> None:
-    metrics = pretrain(cfg, args.data, args.out, args.checkpoints, track=not args.no_mlflow)
+    metrics = pretrain(cfg, args.data, args.out, args.checkpoints, track=not args.no_mlflow,
+                       backgrounds_dir=args.backgrounds)
     print(f"pretrained {cfg.method}: {metrics}")
 
 
@@ -24,5 +25,7 @@ if __name__ == "__main__":
     parser.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--checkpoints", type=Path, required=True, help="checkpoint folder (persistent)")
+    parser.add_argument("--backgrounds", type=Path, default=None,
+                        help="background bank folder (the backgrounds stage), read when views.background is on")
     parser.add_argument("--no-mlflow", action="store_true", help="do not record an MLflow run")
     sys.exit(run_stage(main, parser))

@@ -3,7 +3,8 @@
 Covers: `dvc repro` then up to date; `dvc exp run -S method=barlow -S lambda=5e-3` reruns only
 what depends on the knobs and records an MLflow run named after the experiment; queued
 experiments run in parallel in DVC's temporary copies and record into the same MLflow store;
-bad params fail before any data is touched; a SIGKILLed pretrain resumes to the same result.
+bad params fail before any data is touched; new masks rerun pretrain only while a background
+augmentation is on; a SIGKILLed pretrain resumes to the same result.
 """
 
 from __future__ import annotations
@@ -132,6 +133,22 @@ def test_bad_params_fail_before_touching_data(repo: Path) -> None:
         run(["git", "checkout", "--", "params.yaml"], repo)  # a failed exp run leaves its -S values
     assert (tree_digest(repo / "results"), tree_digest(repo / "data")) == before
     assert (repo / "dvc.lock").read_text() == lock
+
+
+def test_masks_reach_pretrain_only_with_background_augmentation_on(repo: Path) -> None:
+    run(["dvc", "repro"], repo)  # the workspace may hold an earlier experiment's outputs
+    segment = json.loads((repo / "results/segment/metrics.json").read_text())
+    assert segment["source"] == "boundary" and segment["mean_iou"] > 0.6
+    try:
+        resegmented = run(["dvc", "exp", "run", "-S", "++segment.nearest=4"], repo).stdout
+        assert "Running stage 'segment'" in resegmented
+        assert "Running stage 'pretrain'" not in resegmented  # augmentation off: new masks change nothing
+        on = run(["dvc", "exp", "run", "-S", "++segment.nearest=4", "-S", "views.background.random=0.5"], repo).stdout
+        assert "Running stage 'backgrounds'" in on and "Running stage 'pretrain'" in on
+        assert "Running stage 'segment'" not in on  # switching augmentation on or off never re-segments
+        assert (repo / "data/backgrounds/backgrounds.npy").is_file()
+    finally:
+        run(["git", "checkout", "--", "params.yaml"], repo)
 
 
 def test_queued_experiments_record_into_the_same_store(repo: Path) -> None:

@@ -114,6 +114,34 @@ class MultiCropConfig:
 
 
 @dataclass(frozen=True)
+class BackgroundConfig:
+    """Background augmentations (Ryali, Schwab, Morcos 2021, Sec. 3), each drawn per image and view.
+
+    They read the foreground masks of the ``segment`` stage and the foreground-free backgrounds of
+    the ``backgrounds`` stage; all probabilities 0 turns them off.
+    """
+
+    rm: float = knob(0.0, ge=0.0, le=1.0, doc="BG_RM: probability that a view's background is replaced by `fill`")
+    random: float = knob(0.0, ge=0.0, le=1.0,
+                         doc="BG_Random: probability that a view's foreground is pasted on another image's "
+                             "foreground-free background")
+    swaps: float = knob(0.0, ge=0.0, le=1.0,
+                        doc="BG_Swaps (methods with negatives): probability that an image's positive gets a "
+                            "random background and a hard negative (another foreground on the anchor's "
+                            "background) is added")
+    fill: float = knob(0.5, ge=0.0, le=1.0, doc="BG_RM grey level of the removed background, in [0, 1]")
+
+    @property
+    def enabled(self) -> bool:
+        return self.rm > 0 or self.random > 0 or self.swaps > 0
+
+    def check(self, prefix: str) -> None:
+        if self.rm + self.random > 1.0:
+            raise ConfigError(f"{prefix}rm={self.rm} + {prefix}random={self.random} exceeds 1: a view gets at most "
+                              f"one of BG_RM and BG_Random; lower one of them")
+
+
+@dataclass(frozen=True)
 class ViewsConfig:
     backend: str = knob("batched", choices=("batched", "per_sample"),
                         doc="batched: kornia on the training device; per_sample: torchvision v2 loop")
@@ -126,6 +154,25 @@ class ViewsConfig:
     blur: BlurConfig = knob(BlurConfig())
     solarize: float = knob(0.0, ge=0.0, le=1.0)
     multi_crop: MultiCropConfig = knob(MultiCropConfig())
+    background: BackgroundConfig = knob(BackgroundConfig())
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """How the ``segment`` stage finds foreground masks (see :mod:`selfsup.prep.segment`)."""
+
+    source: str = knob("boundary", choices=("boundary", "spectral_residual", "deeplabv3", "ground_truth"),
+                       doc="boundary: background-prior colour contrast; spectral_residual: Hou & Zhang 2007; "
+                           "deeplabv3: torchvision's pretrained network; ground_truth: the dataset's masks")
+    grabcut: bool = knob(False, doc="refine classical masks with GrabCut")
+    grabcut_iterations: int = knob(5, ge=1)
+    border: int = knob(1, ge=1, doc="boundary/GrabCut: width of the border ring taken as background")
+    nearest: int = knob(16, ge=1, doc="boundary: saliency is the mean distance to this many nearest border colours")
+    weights: str | None = knob(None, doc="deeplabv3: weights file; null: the torch hub cache")
+    network_size: int = knob(256, ge=32, doc="deeplabv3: images are resized to this side first")
+    batch_size: int = knob(256, ge=1)
+    inpaint_radius: int = knob(3, ge=1, doc="backgrounds: cv2.inpaint radius filling the removed foreground")
+    dilate: int = knob(1, ge=0, doc="backgrounds: pixels the mask is grown by before in-painting")
 
 
 @dataclass(frozen=True)
@@ -207,6 +254,7 @@ class Config:
     backbone: BackboneConfig = knob(BackboneConfig())
     projector: ProjectorConfig = knob(ProjectorConfig())
     views: ViewsConfig = knob(ViewsConfig())
+    segment: SegmentConfig = knob(SegmentConfig())
     optim: OptimConfig = knob(OptimConfig())
     train: TrainConfig = knob(TrainConfig())
     eval: EvalConfig = knob(EvalConfig())

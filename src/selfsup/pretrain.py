@@ -41,10 +41,14 @@ def save_model(path: Path, method: Method, cfg: Config) -> None:
     atomic_write(path, lambda f: torch.save(state, f))
 
 
-def pretrain(cfg: Config, data_dir: Path, out_dir: Path, checkpoint_dir: Path, track: bool = True) -> dict:
-    """Pretrain ``cfg.method`` on the prepared dataset; returns the final metrics."""
+def pretrain(cfg: Config, data_dir: Path, out_dir: Path, checkpoint_dir: Path, track: bool = True,
+             backgrounds_dir: Path | None = None) -> dict:
+    """Pretrain ``cfg.method`` on the prepared dataset; returns the final metrics.
+
+    ``backgrounds_dir`` is the ``backgrounds`` stage's bank, read when ``views.background`` is on.
+    """
     out_dir = Path(out_dir)
-    trainer = Trainer(cfg, data_dir, checkpoint_dir)
+    trainer = Trainer(cfg, data_dir, checkpoint_dir, backgrounds_dir=backgrounds_dir)
     resumed = trainer.try_resume()
     tracker = None
     if track and dist.is_main():

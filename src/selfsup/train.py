@@ -20,11 +20,12 @@ from torch import nn
 from tqdm import tqdm
 
 from selfsup import dist
+from selfsup.augment.background import BackgroundAugment, BackgroundBank, check_method_accepts
 from selfsup.augment.views import ViewGenerator
 from selfsup.checkpoint import LAST, fingerprint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from selfsup.config import Config
 from selfsup.data.store import images_tensor, load_meta, pretraining_images
-from selfsup.errors import ConfigError, TrainingError
+from selfsup.errors import ConfigError, DataError, TrainingError
 from selfsup.methods import DataInfo, Method, build_method
 from selfsup.optim import build_optimizer
 from selfsup.schedules import lr_schedule, scaled_lr
@@ -63,7 +64,8 @@ class History:
 class Trainer:
     """Owns the model, optimiser, schedules and data of one pretraining run."""
 
-    def __init__(self, cfg: Config, data_dir: Path, checkpoint_dir: Path, tracker=None) -> None:  # noqa: ANN001
+    def __init__(self, cfg: Config, data_dir: Path, checkpoint_dir: Path, tracker=None,  # noqa: ANN001
+                 backgrounds_dir: Path | None = None) -> None:
         self.cfg = cfg
         self.checkpoint_dir = Path(checkpoint_dir)
         self.tracker = tracker
@@ -89,8 +91,10 @@ class Trainer:
         n_small = cfg.views.multi_crop.n_small
         if n_small and not method.multi_crop:
             raise ConfigError(f"views.multi_crop.n_small={n_small} but method {cfg.method!r} does not take "
-                              f"multi-crop views; set -S views.multi_crop.n_small=0")
-        self.views = ViewGenerator(cfg.views, meta["mean"], meta["std"], method.n_views, n_small)
+                              f"multi-crop views; set -S ++views.multi_crop.n_small=0")
+        background = self._background_augment(backgrounds_dir, method)
+        self.views = ViewGenerator(cfg.views, meta["mean"], meta["std"], method.n_views, n_small, background,
+                                   hard_negative=cfg.views.background.swaps > 0)
         if cfg.train.sync_bn and dist.is_distributed():
             if self.device.type != "cuda":
                 raise ConfigError("train.sync_bn=true needs CUDA devices (torch's SyncBatchNorm has no CPU "
@@ -117,6 +121,24 @@ class Trainer:
         self.embed_dim = 1
         self.epoch_sums = torch.zeros(3, device=self.device)  # loss, collapse std, steps this epoch
         self.rng = rng_state()  # restored when fit() starts, so runs do not depend on what ran before
+
+    def _background_augment(self, folder: Path | None, method: Method) -> BackgroundAugment | None:
+        """The background augmentation ``views.background`` asks for, with its bank, or None."""
+        bg = self.cfg.views.background
+        if not bg.enabled:
+            return None
+        check_method_accepts(bg, self.cfg.method, method.hard_negatives)
+        if folder is None:
+            raise ConfigError("views.background is on but no background bank was given; run the `backgrounds` "
+                              "stage (pretrain --backgrounds data/backgrounds)")
+        bank = BackgroundBank.load(folder)
+        if bank is None:
+            raise DataError(f"views.background is on but the bank at {folder} was built with it off; "
+                            f"rerun `dvc repro backgrounds`")
+        if bank.masks.shape != (len(self.images), *self.images.shape[2:]):
+            raise DataError(f"the background bank at {folder} has masks {tuple(bank.masks.shape)} for "
+                            f"{tuple(self.images.shape)} pretraining images; rerun `dvc repro segment backgrounds`")
+        return BackgroundAugment(bg, bank)
 
     # -- checkpoints -------------------------------------------------------------------------
     def state(self) -> dict:
@@ -171,7 +193,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = float(self.lr_schedule[step])
         index = self.batch_indices(step)
-        views = self.views(self.images[index], self.device)
+        views = self.views(self.images[index], self.device, index)
         if self.cfg.train.channels_last:
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]
         autocast = (torch.autocast("cuda", dtype=self.amp_dtype) if self.amp else contextlib.nullcontext())

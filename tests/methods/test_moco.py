@@ -193,3 +193,18 @@ def test_mocov1_defaults_are_the_v1_paper(project) -> None:
     assert cfg.optim.schedule == "step" and cfg.optim.lr_steps == (0.6, 0.8) and cfg.views.blur.p == 0.0
     v2 = load_config(write_params(project, method="moco", preset="paper"))
     assert v2.knobs.temperature == 0.2 and v2.projector.layers == 2 and v2.optim.schedule == "cosine"
+
+
+def test_infonce_hard_negative_by_hand() -> None:
+    # The 2x3 case above with a hard negative key per query: h1 = (0, 1) for q1 adds e^(0/0.5) = 1,
+    # h2 = (0, 1) for q2 adds e^(1/0.5) = e^2:
+    # q1: -log(e^2 / (e^2 + 1 + e^-2 + e^1.2 + 1)) = -log(7.3891 / 12.8446) = 0.552916
+    # q2: -log(e^1.6 / (e^1.6 + e^2 + 1 + e^-1.6 + e^2)) = -log(4.9530 / 20.9332) = 1.441329; mean 0.997123.
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    k = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
+    queue = torch.tensor([[0.0, 1.0], [-1.0, 0.0], [0.6, -0.8]])
+    hard = torch.tensor([[0.0, 2.0], [0.0, 1.0]])  # normalised inside
+    expected = (-math.log(math.e**2 / (math.e**2 + 1 + math.e**-2 + math.e**1.2 + 1))
+                - math.log(math.e**1.6 / (math.e**1.6 + math.e**2 + 1 + math.e**-1.6 + math.e**2))) / 2
+    assert math.isclose(expected, 0.997123, abs_tol=1e-5)
+    assert math.isclose(moco_infonce(q, k, queue, 0.5, hard).item(), expected, abs_tol=1e-5)

@@ -190,3 +190,18 @@ def test_trainer_runs_simclr_with_each_objective(project, objective: str) -> Non
 def test_unknown_objective_is_refused(project) -> None:
     with pytest.raises(ConfigError, match="objective"):
         load_config(write_params(project, method="simclr", objective="infonce"))
+
+
+def test_nt_xent_hard_negatives_join_each_images_denominator() -> None:
+    """BG_Swaps: one more negative h_i in the denominator of both anchors of image i (slow loop)."""
+    torch.manual_seed(0)
+    z, hard, tau = torch.randn(6, 3), torch.randn(3, 3), 0.5
+    u, h = torch.nn.functional.normalize(z, dim=1), torch.nn.functional.normalize(hard, dim=1)
+    total = 0.0
+    for a in range(6):
+        pos = math.exp(float(u[a] @ u[(a + 3) % 6]) / tau)
+        denom = sum(math.exp(float(u[a] @ u[k]) / tau) for k in range(6) if k != a)
+        denom += math.exp(float(u[a] @ h[a % 3]) / tau)
+        total += -math.log(pos / denom)
+    assert nt_xent(z, temperature=tau, hard_negatives=hard).item() == pytest.approx(total / 6, rel=1e-5)
+    assert nt_xent(z, temperature=tau, hard_negatives=hard) > nt_xent(z, temperature=tau)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torchvision.transforms import v2
 
+from selfsup.augment.background import BackgroundAugment
 from selfsup.config import ViewsConfig
 
 
@@ -28,14 +29,9 @@ def _blur_kernel(cfg: ViewsConfig, size: int) -> int:
     return k if k % 2 else k + 1
 
 
-def _batched(cfg: ViewsConfig, mean: list[float], std: list[float], size: int,
-             scale: tuple[float, float]) -> nn.Sequential:
+def _photometric_batched(cfg: ViewsConfig, mean: list[float], std: list[float], size: int) -> nn.Sequential:
     cj = cfg.color_jitter
-    ops: list[nn.Module] = [
-        K.RandomResizedCrop((size, size), scale=scale, ratio=cfg.crop_ratio, align_corners=False),
-    ]
-    if cfg.hflip > 0:
-        ops.append(K.RandomHorizontalFlip(p=cfg.hflip))
+    ops: list[nn.Module] = []
     if cj.p > 0:
         ops.append(K.ColorJitter(cj.brightness, cj.contrast, cj.saturation, cj.hue, p=cj.p))
     if cfg.grayscale > 0:
@@ -48,12 +44,18 @@ def _batched(cfg: ViewsConfig, mean: list[float], std: list[float], size: int,
     return nn.Sequential(*ops)
 
 
-def _per_sample(cfg: ViewsConfig, mean: list[float], std: list[float], size: int,
-                scale: tuple[float, float]) -> v2.Compose:
+def _geometric_batched(cfg: ViewsConfig, size: int, scale: tuple[float, float]) -> nn.Sequential:
+    ops: list[nn.Module] = [
+        K.RandomResizedCrop((size, size), scale=scale, ratio=cfg.crop_ratio, align_corners=False),
+    ]
+    if cfg.hflip > 0:
+        ops.append(K.RandomHorizontalFlip(p=cfg.hflip))
+    return nn.Sequential(*ops)
+
+
+def _photometric_per_sample(cfg: ViewsConfig, mean: list[float], std: list[float], size: int) -> v2.Compose:
     cj = cfg.color_jitter
     ops: list[nn.Module] = [
-        v2.RandomResizedCrop(size, scale=scale, ratio=cfg.crop_ratio, antialias=True),
-        v2.RandomHorizontalFlip(p=cfg.hflip),
         v2.RandomApply([v2.ColorJitter(cj.brightness, cj.contrast, cj.saturation, cj.hue)], p=cj.p),
         v2.RandomGrayscale(p=cfg.grayscale),
     ]
@@ -66,37 +68,108 @@ def _per_sample(cfg: ViewsConfig, mean: list[float], std: list[float], size: int
     return v2.Compose(ops)
 
 
+def _geometric_per_sample(cfg: ViewsConfig, size: int, scale: tuple[float, float]) -> v2.Compose:
+    return v2.Compose([
+        v2.RandomResizedCrop(size, scale=scale, ratio=cfg.crop_ratio, antialias=True),
+        v2.RandomHorizontalFlip(p=cfg.hflip),
+    ])
+
+
+class ViewPipeline:
+    """One kind of view (side ``size``, crop scale ``scale``): geometric then photometric augmentations.
+
+    The geometric part (random resized crop, flip) sees the image stacked with its foreground mask
+    when one is given, so a crop crops the mask and a flip flips it with the same parameters.
+    """
+
+    def __init__(self, cfg: ViewsConfig, mean: list[float], std: list[float], size: int,
+                 scale: tuple[float, float]) -> None:
+        self.batched = cfg.backend == "batched"
+        if self.batched:
+            self.geometric, self.photometric = _geometric_batched(cfg, size, scale), _photometric_batched(
+                cfg, mean, std, size)
+        else:
+            self.geometric, self.photometric = _geometric_per_sample(cfg, size, scale), _photometric_per_sample(
+                cfg, mean, std, size)
+
+    def __call__(self, x: torch.Tensor, alpha: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Views of ``x`` (float in [0, 1] for the batched backend, uint8 for per-sample) and the
+        masks cropped like them (alpha (B, 1, H, W) in [0, 1]; None when no alpha is given)."""
+        stacked = x if alpha is None else torch.cat([x, alpha.to(x.dtype) * (1 if self.batched else 255)], 1)
+        if self.batched:
+            out = self.geometric(stacked)
+            views = self.photometric(out[:, :3])
+        else:
+            crops = [self.geometric(img) for img in stacked]
+            views = torch.stack([self.photometric(c[:3]) for c in crops])
+            out = torch.stack(crops)
+        if alpha is None:
+            return views, None
+        mask = out[:, 3:].float()
+        return views, mask if self.batched else mask / 255.0
+
+
 class ViewGenerator:
     """Turns a uint8 batch (B, 3, H, W) into independently augmented float views.
 
     Returns ``n_views`` large views (side ``cfg.size``, scale ``cfg.crop_scale``) followed by
     ``n_small`` small ones (``cfg.multi_crop``: side ``size``, scale ``crop_scale``), all drawn
-    from the same colour and blur distribution.
+    from the same colour and blur distribution. With a :class:`BackgroundAugment`, each view first
+    draws its background augmentation; with ``hard_negative`` (BG_Swaps) the second view is the
+    swapped positive and one more view, the hard negative, comes last.
     """
 
     def __init__(self, cfg: ViewsConfig, mean: list[float], std: list[float], n_views: int = 2,
-                 n_small: int = 0) -> None:
+                 n_small: int = 0, background: BackgroundAugment | None = None, hard_negative: bool = False) -> None:
+        if hard_negative and (background is None or n_views < 2):
+            raise ValueError("a hard negative (BG_Swaps) needs a background bank and two large views")
         self.cfg = cfg
         self.n_views = n_views
         self.n_small = n_small
-        build = _batched if cfg.backend == "batched" else _per_sample
-        self.large = build(cfg, mean, std, cfg.size, cfg.crop_scale)
+        self.background = background
+        self.hard_negative = hard_negative
+        self.large = ViewPipeline(cfg, mean, std, cfg.size, cfg.crop_scale)
         mc = cfg.multi_crop
-        self.small = build(cfg, mean, std, mc.size, mc.crop_scale) if n_small else None
+        self.small = ViewPipeline(cfg, mean, std, mc.size, mc.crop_scale) if n_small else None
 
-    def _apply(self, pipeline: nn.Module, images: torch.Tensor, x: torch.Tensor | None,
-               device: torch.device) -> torch.Tensor:
-        if x is not None:
-            return pipeline(x)
-        return torch.stack([pipeline(img) for img in images]).to(device, non_blocking=True)
-
-    def __call__(self, images: torch.Tensor, device: torch.device) -> list[torch.Tensor]:
-        x = None
-        if self.cfg.backend == "batched":
-            x = images.to(device, non_blocking=True).float().div_(255.0)
-        views = [self._apply(self.large, images, x, device) for _ in range(self.n_views)]
-        views += [self._apply(self.small, images, x, device) for _ in range(self.n_small)]
-        return views
+    def __call__(self, images: torch.Tensor, device: torch.device, index: torch.Tensor | None = None,
+                 with_masks: bool = False) -> list[torch.Tensor] | tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The views of ``images`` (dataset rows ``index``, needed with background augmentation);
+        with ``with_masks`` also each view's cropped foreground mask."""
+        batched = self.cfg.backend == "batched"
+        target = device if batched else torch.device("cpu")
+        bg = self.background
+        if bg is not None and index is None:
+            raise ValueError("background augmentation needs the dataset index of each image")
+        if bg is None and not with_masks:
+            x = images.to(target, non_blocking=True)
+            if batched:
+                x = x.float().div_(255.0)
+            views = [self.large(x)[0] for _ in range(self.n_views)]
+            views += [self.small(x)[0] for _ in range(self.n_small)]
+            return [v.to(device, non_blocking=True) for v in views]
+        if bg is None:
+            raise ValueError("masks travel with the views only when a background bank is given")
+        x = images.to(target, non_blocking=True).float().div_(255.0)
+        alpha = bg.alpha(index, target)
+        sources: list[tuple[ViewPipeline, torch.Tensor, torch.Tensor]] = []
+        positive = None
+        if self.hard_negative:
+            positive, hard, hard_alpha, _ = bg.swap(x, alpha, index)
+        for v in range(self.n_views):
+            src = bg.apply(positive if (positive is not None and v == 1) else x, alpha, index)
+            sources.append((self.large, src, alpha))
+        sources += [(self.small, bg.apply(x, alpha, index), alpha) for _ in range(self.n_small)]
+        if self.hard_negative:
+            sources.append((self.large, hard, hard_alpha))
+        views, masks = [], []
+        for pipeline, src, a in sources:
+            if not batched:
+                src = src.mul(255.0).round_().to(torch.uint8)
+            view, mask = pipeline(src, a)
+            views.append(view.to(device, non_blocking=True))
+            masks.append(mask.to(device, non_blocking=True))
+        return (views, masks) if with_masks else views
 
 
 class EvalTransform(nn.Module):

@@ -53,13 +53,16 @@ class Method(nn.Module):
 
     - ``n_views``: how many large views of each image ``forward`` receives;
     - ``multi_crop``: whether ``forward`` also accepts the small crops of ``views.multi_crop``
-      (appended after the large views); a method without it refuses ``n_small > 0``.
+      (appended after the large views); a method without it refuses ``n_small > 0``;
+    - ``hard_negatives``: whether ``forward`` accepts BG_Swaps' hard negative, one more view of a
+      different image per image, last in ``views`` when ``views.background.swaps > 0``.
     """
 
     name: str = ""
     Knobs: type = type(None)
     n_views: int = 2
     multi_crop: bool = False
+    hard_negatives: bool = False
 
     def __init__(self, cfg: Config, info: DataInfo) -> None:
         super().__init__()
@@ -76,6 +79,12 @@ class Method(nn.Module):
 
     def forward(self, views: list[torch.Tensor], index: torch.Tensor) -> MethodOutput:  # pragma: no cover
         raise NotImplementedError
+
+    def split_hard_negative(self, views: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """``(views, hard_negative)``: BG_Swaps' last view taken off when ``views.background.swaps > 0``."""
+        if self.hard_negatives and self.cfg.views.background.swaps > 0:
+            return views[:-1], views[-1]
+        return views, None
 
     def unnormalize(self, x: torch.Tensor) -> torch.Tensor:
         """Views back to RGB in [0, 1] (they arrive normalised by the dataset's mean and std)."""

@@ -48,7 +48,8 @@ from selfsup.schema import knob
 log = logging.getLogger(__name__)
 
 
-def moco_infonce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
+def moco_infonce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float = 0.2,
+                 hard_negatives: torch.Tensor | None = None) -> torch.Tensor:
     """InfoNCE of MoCo Eq. (1), averaged over the N queries.
 
     Args:
@@ -56,6 +57,8 @@ def moco_infonce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperat
         k: (N, d) their positive keys (l2-normalised here); no gradient is expected through them.
         queue: (K, d) the negative keys, already l2-normalised.
         temperature: tau.
+        hard_negatives: optional (N, d) one more negative key per query (BG_Swaps, Ryali et al.
+            2021), appended after the queue's logits.
 
     The logits of query n are [q_n.k_n, q_n.queue_1, ..., q_n.queue_K] / tau and the positive is
     class 0, as in the paper's Algorithm 1.
@@ -64,7 +67,10 @@ def moco_infonce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperat
     k = F.normalize(k, dim=1)
     l_pos = (q * k).sum(1, keepdim=True)
     l_neg = q @ queue.T
-    logits = torch.cat([l_pos, l_neg], dim=1) / temperature
+    parts = [l_pos, l_neg]
+    if hard_negatives is not None:
+        parts.append((q * F.normalize(hard_negatives, dim=1)).sum(1, keepdim=True))
+    logits = torch.cat(parts, dim=1) / temperature
     return F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))
 
 
@@ -110,6 +116,7 @@ class MoCo(Method):
     """
 
     name = "moco"
+    hard_negatives = True
 
     @dataclass(frozen=True)
     class Knobs:
@@ -178,11 +185,14 @@ class MoCo(Method):
         return encode_per_group(self.query_encoder(), x_q.tensor_split(self.groups()))
 
     def forward(self, views: list[torch.Tensor], index: torch.Tensor) -> MethodOutput:
+        views, hard = self.split_hard_negative(views)
         q = self.queries(views[0])
         k_all = self.keys(views[1])
         b = views[0].shape[0]
-        k = k_all[dist.rank() * b : (dist.rank() + 1) * b]
-        loss = moco_infonce(q.float(), k, self.queue.clone(), self.knobs.temperature)
+        local = slice(dist.rank() * b, (dist.rank() + 1) * b)
+        k = k_all[local]
+        k_hard = self.keys(hard)[local] if hard is not None else None
+        loss = moco_infonce(q.float(), k, self.queue.clone(), self.knobs.temperature, k_hard)
         if self.training:
             with torch.no_grad():
                 self.queue_ptr.fill_(enqueue(self.queue, int(self.queue_ptr), k_all))

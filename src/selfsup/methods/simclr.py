@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from selfsup import dist
 from selfsup.config import Config
+from selfsup.errors import ConfigError
 from selfsup.methods.base import DataInfo, Method, MethodOutput
 from selfsup.models.heads import mlp
 from selfsup.schema import knob
@@ -40,7 +41,7 @@ OBJECTIVES = ("nt_xent", "nt_logistic", "margin_triplet")
 
 
 def nt_xent(z: torch.Tensor, candidates: torch.Tensor | None = None, offset: int = 0,
-            temperature: float = 0.5) -> torch.Tensor:
+            temperature: float = 0.5, hard_negatives: torch.Tensor | None = None) -> torch.Tensor:
     """NT-Xent (SimCLR Eq. 1) averaged over the anchors in ``z``.
 
     Args:
@@ -49,6 +50,8 @@ def nt_xent(z: torch.Tensor, candidates: torch.Tensor | None = None, offset: int
             laid out like ``z``; defaults to ``z`` (one process).
         offset: index of ``z[0]`` within ``candidates`` (``rank * 2n``).
         temperature: tau.
+        hard_negatives: optional (n, d) one extra negative per image (BG_Swaps, Ryali et al. 2021),
+            added to the denominator of both of that image's anchors.
     """
     if candidates is None:
         candidates = z
@@ -61,6 +64,9 @@ def nt_xent(z: torch.Tensor, candidates: torch.Tensor | None = None, offset: int
     self_idx = offset + local
     positive_idx = offset + (local + n) % two_n
     logits = logits.masked_fill(F.one_hot(self_idx, candidates.shape[0]).bool(), float("-inf"))
+    if hard_negatives is not None:
+        hard = (z * F.normalize(hard_negatives, dim=1).repeat(2, 1)).sum(1, keepdim=True) / temperature
+        logits = torch.cat([logits, hard], 1)
     return F.cross_entropy(logits, positive_idx)
 
 
@@ -108,6 +114,7 @@ class SimCLR(Method):
     """Backbone + MLP projector g(.); a contrastive objective on the projections of two views."""
 
     name = "simclr"
+    hard_negatives = True
 
     @dataclass(frozen=True)
     class Knobs:
@@ -119,6 +126,9 @@ class SimCLR(Method):
     def __init__(self, cfg: Config, info: DataInfo) -> None:
         super().__init__(cfg, info)
         self.projector = mlp(self.backbone.feature_dim, cfg.projector)
+        if cfg.views.background.swaps > 0 and self.knobs.objective != "nt_xent":
+            raise ConfigError(f"views.background.swaps={cfg.views.background.swaps} adds hard negatives to "
+                              f"NT-Xent only, not objective={self.knobs.objective!r}; set -S objective=nt_xent")
 
     def objective(self, z: torch.Tensor, candidates: torch.Tensor, offset: int) -> torch.Tensor:
         """The loss the ``objective`` knob names, on float32 embeddings."""
@@ -131,8 +141,14 @@ class SimCLR(Method):
         return nt_xent(z, candidates, offset, k.temperature)
 
     def forward(self, views: list[torch.Tensor], index: torch.Tensor) -> MethodOutput:
-        x = torch.cat(views[:2])
-        z = self.projector(self.backbone(x))
+        views, hard = self.split_hard_negative(views)
+        n = views[0].shape[0]
+        z = self.projector(self.backbone(torch.cat(views[:2] + ([hard] if hard is not None else []))))
+        z, z_hard = z[: 2 * n], (z[2 * n :] if hard is not None else None)
         everything = dist.gather_with_grad(z)
-        loss = self.objective(z, everything, offset=dist.rank() * z.shape[0])
-        return MethodOutput({"loss": loss}, z[: views[0].shape[0]].detach())
+        offset = dist.rank() * z.shape[0]
+        if z_hard is not None:
+            loss = nt_xent(z.float(), everything.float(), offset, self.knobs.temperature, z_hard.float())
+        else:
+            loss = self.objective(z, everything, offset)
+        return MethodOutput({"loss": loss}, z[:n].detach())

@@ -38,7 +38,7 @@ def write_json(path: Path, data: Any) -> None:
 def replace_folder(root: Path, fill: Callable[[Path], None]) -> None:
     """Build a folder with ``fill(tmp)`` in a temporary sibling, then swap it in for ``root``."""
     root = Path(root)
-    tmp = root.with_name(f".{root.name}.tmp")
+    tmp = root.with_name(root.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:

@@ -153,7 +153,7 @@ def test_segment_and_backgrounds_write_their_folders(project: Path, tmp_path: Pa
     assert metrics["mean_iou"] > 0.9 and metrics["n_images"] == 32
     assert 0.05 < metrics["foreground_fraction"] < 0.3
     assert np.load(tmp_path / "masks" / "masks.npy").shape == (32, 24, 24)
-    assert not (tmp_path / ".masks.tmp").exists()
+    assert not (tmp_path / "masks.tmp").exists()
 
     off = build_backgrounds(cfg, data, tmp_path / "masks", tmp_path / "bg", progress=False)
     assert off == {"enabled": False}

@@ -16,7 +16,6 @@ renamed into place, so a reader never sees a half-written dataset.
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 
 from selfsup.errors import DataError
+from selfsup.io import replace_folder
 
 SPLITS = ("train", "test", "unlabeled")
 
@@ -56,17 +56,6 @@ def save_dataset(root: Path, dataset: str, classes: list[str], splits: dict[str,
     unknown = set(splits) - set(SPLITS)
     if unknown:
         raise DataError(f"unknown split names {sorted(unknown)}; allowed: {list(SPLITS)}")
-    tmp = root.with_name(root.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for name, split in splits.items():
-        d = tmp / name
-        d.mkdir()
-        np.save(d / "images.npy", split.images)
-        np.save(d / "labels.npy", split.labels.astype(np.int64))
-        np.save(d / "source_ids.npy", split.source_ids.astype(np.int64))
-        if split.masks is not None:
-            np.save(d / "masks.npy", split.masks.astype(bool))
     first = next(iter(splits.values()))
     meta = {
         "dataset": dataset,
@@ -76,10 +65,19 @@ def save_dataset(root: Path, dataset: str, classes: list[str], splits: dict[str,
         "has_masks": all(s.masks is not None for s in splits.values()),
         **(extra or {}),
     }
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    if root.exists():
-        shutil.rmtree(root)
-    tmp.rename(root)
+
+    def fill(tmp: Path) -> None:
+        for name, split in splits.items():
+            d = tmp / name
+            d.mkdir()
+            np.save(d / "images.npy", split.images)
+            np.save(d / "labels.npy", split.labels.astype(np.int64))
+            np.save(d / "source_ids.npy", split.source_ids.astype(np.int64))
+            if split.masks is not None:
+                np.save(d / "masks.npy", split.masks.astype(bool))
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+    replace_folder(root, fill)
 
 
 def load_meta(root: Path) -> dict:

@@ -72,6 +72,18 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def cached_rows(folder: Path, methods: list[str], epochs: int) -> list[dict]:
+    """Every cached result in ``folder`` at ``epochs``, in registry order (a rerun of one keeps the rest)."""
+    rows = []
+    for method in methods:
+        path = folder / f"{method}.json"
+        if path.is_file():
+            row = json.loads(path.read_text())
+            if row["epochs"] == epochs:
+                rows.append(row)
+    return rows
+
+
 def update_section(path: Path, text: str) -> None:
     doc = path.read_text()
     if START not in doc or END not in doc:
@@ -103,7 +115,6 @@ def main() -> None:
     unknown = sorted(set(methods) - set(REGISTRY))
     if unknown:
         raise SystemExit(f"unknown methods {unknown}; known: {', '.join(REGISTRY)}")
-    rows = []
     for method in methods:
         result = args.out / f"{method}.json"
         cached = json.loads(result.read_text()) if result.is_file() else None
@@ -116,8 +127,8 @@ def main() -> None:
                 print(f"!! {method} failed with exit code {proc.returncode}", flush=True)
                 continue
             cached = json.loads(result.read_text())
-        rows.append(cached)
         print(table([cached]).splitlines()[-1], flush=True)
+    rows = cached_rows(args.out, list(REGISTRY), args.epochs)
     cpu = platform.processor() or platform.machine()
     header = (f"Shared budget: {args.epochs} epochs of the `{rows[0]['config']['preset'] if rows else '?'}` preset "
               f"for every method (its `per_method` settings apply), on {os.cpu_count()} CPU cores ({cpu}), "

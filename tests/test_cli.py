@@ -33,3 +33,22 @@ def test_methods_lists_every_method_with_its_paper_and_knobs(capsys) -> None:
     assert one.startswith("swav: SwAV") and "arxiv.org/abs/2006.09882" in one and "epsilon = 0.05" in one
     with pytest.raises(SystemExit, match="unknown method 'nosuch'"):
         main(["methods", "nosuch"])
+
+
+def test_stage_set_overrides_params_yaml_and_nests_dotted_keys(project, monkeypatch) -> None:
+    from selfsup.cli import run_stage, stage_parser
+
+    seen = {}
+    monkeypatch.chdir(project)
+    argv = ["-S", "method=moco", "-S", "views.background.rm=0.25", "-S", "epochs=3"]
+    assert run_stage(lambda args, cfg: seen.update(cfg=cfg), stage_parser("test"), argv) == 0
+    cfg = seen["cfg"]
+    assert cfg.method == "moco" and cfg.epochs == 3 and cfg.views.background.rm == 0.25
+
+
+def test_stage_set_without_equals_is_a_one_line_error(project, monkeypatch, capsys) -> None:
+    from selfsup.cli import run_stage, stage_parser
+
+    monkeypatch.chdir(project)
+    assert run_stage(lambda args, cfg: None, stage_parser("test"), ["-S", "method"]) == 1
+    assert "-S expects KEY=VALUE" in capsys.readouterr().err

@@ -15,23 +15,9 @@ from pathlib import Path
 
 import yaml
 
-from selfsup.config import load_config
+from selfsup.config import load_config, parse_overrides
 from selfsup.errors import SelfSupError
 from selfsup.schema import param_key
-
-
-def _override(pairs: list[str]) -> dict:
-    out: dict = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise SystemExit(f"-S expects key=value, got {pair!r}")
-        key, value = pair.split("=", 1)
-        node = out
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = yaml.safe_load(value)
-    return out
 
 
 def describe_methods(names: list[str]) -> str:
@@ -68,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         print(describe_methods(args.names))
         return 0
     try:
-        cfg = load_config(args.params, _override(args.set))
+        cfg = load_config(args.params, parse_overrides(args.set))
     except SelfSupError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

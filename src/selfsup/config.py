@@ -239,6 +239,123 @@ class EvalConfig:
     finetune: FinetuneConfig = knob(FinetuneConfig())
 
 
+VIDEO_DATASETS = ("synthetic-actions", "videofolder")
+ELO_MODALITIES = ("rgb", "flow", "audio", "gray")
+
+
+@dataclass(frozen=True)
+class SyntheticActionsConfig:
+    """How synthetic-actions clips are drawn (the classes are in :mod:`selfsup.data.synthetic_actions`)."""
+
+    clips_per_class: int = knob(64, ge=4, doc="clips per action class, train and test together")
+    test_fraction: float = knob(0.25, gt=0.0, lt=1.0, doc="share of the digit scans kept for the test split")
+    frames: int = knob(16, ge=4)
+    size: int = knob(64, ge=16, doc="side of the square frames, pixels")
+    fps: int = knob(8, ge=1)
+    sample_rate: int = knob(16000, ge=8000, doc="audio sample rate, Hz")
+
+
+@dataclass(frozen=True)
+class VideoFolderConfig:
+    """Class-per-folder videos (UCF101 / HMDB51 layout): ``<path>/<class>/<clip>.<ext>``."""
+
+    path: str | None = knob(None, doc="the class-per-folder tree; a train/ and test/ pair or one tree to split")
+    test_fraction: float = knob(0.2, gt=0.0, lt=1.0)
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """What the ``extract`` stage decodes and computes from every clip."""
+
+    frames: int = knob(16, ge=2, doc="frames sampled evenly over each clip")
+    size: int = knob(64, ge=16, doc="frames are scaled to size x size")
+    flow: str = knob("farneback", choices=("farneback", "dis", "tvl1"),
+                     doc="OpenCV optical flow; tvl1 needs opencv-contrib")
+    flow_storage: str = knob("uint8", choices=("uint8", "float16"),
+                             doc="uint8: clipped to +-flow_bound and quantised (the two-channel JPEG practice)")
+    flow_bound: float = knob(20.0, gt=0.0, doc="pixels per frame; uint8 flow is clipped to this")
+    sample_rate: int = knob(16000, ge=8000, doc="audio is resampled by ffmpeg to mono at this rate")
+    n_mels: int = knob(40, ge=8)
+    n_fft: int = knob(512, ge=64)
+    hop_length: int = knob(160, ge=16)
+    on_corrupt: str = knob("skip", choices=("skip", "fail"),
+                           doc="a clip that fails to decode: listed in the report and skipped, or fatal")
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    dataset: str = knob("synthetic-actions", choices=VIDEO_DATASETS)
+    synthetic_actions: SyntheticActionsConfig = knob(SyntheticActionsConfig())
+    videofolder: VideoFolderConfig = knob(VideoFolderConfig())
+    extract: ExtractConfig = knob(ExtractConfig())
+
+
+@dataclass(frozen=True)
+class ZipfConfig:
+    """Zipf-KL fitness (Piergiovanni et al. 2020, Sec. 3.3): k-means, then KL to a Zipf prior."""
+
+    k: int = knob(8, ge=2, doc="k-means clusters")
+    exponent: float = knob(1.0, gt=0.0, doc="Zipf exponent s")
+    seed: int = knob(0, ge=0)
+
+
+ELO_TASKS = ("reconstruct", "predict", "cross_predict", "order", "reverse", "contrastive", "align", "distill")
+
+
+def _weight(doc: str) -> Any:
+    return knob(0.0, ge=0.0, le=1.0, doc=doc)
+
+
+@dataclass(frozen=True)
+class EloTaskWeights:
+    """One modality network's task weights in [0, 1] (Piergiovanni et al. 2020, Sec. 3.1); 0 skips the task."""
+
+    reconstruct: float = _weight("reconstruct the input frames through a decoder")
+    predict: float = _weight("predict the last elo.predict_frames frames from the others")
+    cross_predict: float = _weight("predict another modality's input (e.g. flow from RGB) from this one")
+    order: float = _weight("binary: frames in order vs shuffled")
+    reverse: float = _weight("binary: clip played forward vs reversed")
+    contrastive: float = _weight("InfoNCE: same clip and time in another modality close, other clips far")
+    align: float = _weight("binary: this modality and another aligned in time vs shifted")
+    distill: float = _weight("L2 between this network's layers and the RGB network's (not for rgb itself)")
+
+
+@dataclass(frozen=True)
+class EloWeightsConfig:
+    """The whole loss-weight vector: ``elo.weights.<modality>.<task>``; a modality with all 0 is not built."""
+
+    rgb: EloTaskWeights = knob(EloTaskWeights(reconstruct=0.5, predict=0.5, order=0.5, reverse=0.5,
+                                              contrastive=0.5, align=0.5))
+    flow: EloTaskWeights = knob(EloTaskWeights(reconstruct=0.5, order=0.5, contrastive=0.5, distill=1.0))
+    audio: EloTaskWeights = knob(EloTaskWeights(reconstruct=0.5, contrastive=0.5, align=0.5, distill=1.0))
+    gray: EloTaskWeights = knob(EloTaskWeights())
+
+    def check(self, prefix: str) -> None:
+        if self.rgb.distill > 0:
+            raise ConfigError(f"{prefix}rgb.distill={self.rgb.distill}: the RGB network is what the others are "
+                              f"distilled into; set distill on flow, audio or gray instead")
+        if not any(dataclasses.astuple(self.rgb)):
+            raise ConfigError(f"{prefix}rgb: every RGB task weight is 0, so the RGB network would not train; "
+                              f"give at least one task a weight above 0")
+
+
+@dataclass(frozen=True)
+class EloConfig:
+    """Evolving Losses (Piergiovanni, Angelova, Ryoo, CVPR 2020): multi-modal, multi-task video learning."""
+
+    epochs: int = knob(30, ge=1)
+    batch_size: int = knob(32, ge=4)
+    lr: float = knob(1e-3, gt=0.0, doc="AdamW learning rate")
+    weight_decay: float = knob(1e-4, ge=0.0)
+    width: int = knob(16, ge=4, doc="channels of each modality network's first stage")
+    embed_dim: int = knob(128, ge=8, doc="clip representation size")
+    predict_frames: int = knob(4, ge=1, doc="frames the predict task forecasts")
+    temperature: float = knob(0.1, gt=0.0, doc="contrastive task")
+    distill_layers: tuple[float, ...] = knob((0.0, 0.5, 1.0), ge=0.0,
+                                             doc="distillation weight of each network stage, shallow to deep")
+    weights: EloWeightsConfig = knob(EloWeightsConfig())
+
+
 @dataclass(frozen=True)
 class Config:
     """The resolved configuration of one run. ``knobs`` holds the method's own knobs."""
@@ -258,6 +375,9 @@ class Config:
     optim: OptimConfig = knob(OptimConfig())
     train: TrainConfig = knob(TrainConfig())
     eval: EvalConfig = knob(EvalConfig())
+    video: VideoConfig = knob(VideoConfig())
+    elo: EloConfig = knob(EloConfig())
+    zipf: ZipfConfig = knob(ZipfConfig())
     knobs: Any = dataclasses.field(default=None, metadata={"internal": True})
 
     def to_dict(self) -> dict:
@@ -301,6 +421,23 @@ def deep_merge(*layers: dict) -> dict:
 
 def _available(folder: Path) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["views.background.rm=0.2", "method=moco"]`` as a nested overrides mapping (values parsed as YAML)."""
+    out: dict = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"-S expects KEY=VALUE (e.g. -S method=moco), got {pair!r}")
+        node = out
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            node = node.setdefault(parent, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"-S {pair!r}: {parent} was already set to a value, not a section")
+        node[leaf] = yaml.safe_load(value)
+    return out
 
 
 def params_dir(params_path: Path) -> Path:

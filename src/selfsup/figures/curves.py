@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from selfsup.io import atomic_write  # noqa: E402
-
-STYLE = {"font.family": "DejaVu Sans", "font.size": 9, "svg.hashsalt": "selfsup", "figure.dpi": 100}
+from selfsup.figures.render import STYLE, plt, save_figure
 
 
 def plot_history(rows: list[dict], path: Path, title: str) -> None:
-    """Loss and collapse diagnostic per epoch, side by side, saved as PNG."""
+    """Loss and collapse diagnostic per epoch, side by side, saved as PNG at ``path``."""
     epochs = [r["epoch"] for r in rows]
     with plt.rc_context(STYLE):
         fig, (ax_loss, ax_std) = plt.subplots(1, 2, figsize=(8, 3))
@@ -26,7 +18,4 @@ def plot_history(rows: list[dict], path: Path, title: str) -> None:
         ax_std.set(xlabel="epoch", ylabel="std of l2-normalised z", title="collapse diagnostic")
         fig.suptitle(title)
         fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", metadata={"Software": None})
-        plt.close(fig)
-    atomic_write(Path(path), lambda f: f.write(buf.getvalue()))
+        save_figure(fig, Path(path).with_suffix(""), formats=("png",))

@@ -1,0 +1,76 @@
+"""The background-augmentation ablation (Ryali et al. 2021) as a grouped bar chart and a table.
+
+Each run is one folder ``<method>-<variant>`` holding the ``evaluate`` stage's ``metrics.json``;
+variant ``none`` is the run without background augmentation, the others name the mask source.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from selfsup.errors import DataError
+from selfsup.figures.render import STYLE, plt, save_figure, save_table
+
+VARIANT_ORDER = ("none", "estimated", "ground_truth")
+LABELS = {"none": "no background aug", "estimated": "estimated masks", "ground_truth": "ground-truth masks"}
+
+
+def read_ablation(root: Path) -> dict[tuple[str, str], dict]:
+    """``{(method, variant): metrics}`` from ``root/<method>-<variant>/evaluate/metrics.json``."""
+    runs = {}
+    for path in sorted(Path(root).glob("*/evaluate/metrics.json")):
+        method, sep, variant = path.parent.parent.name.partition("-")
+        if not sep or variant not in VARIANT_ORDER:
+            raise DataError(f"{path}: run folder must be named <method>-<{'|'.join(VARIANT_ORDER)}>")
+        runs[method, variant] = json.loads(path.read_text())
+    if not runs:
+        raise DataError(f"no */evaluate/metrics.json under {root}; run `dvc repro pipelines/paper/dvc.yaml` first")
+    return runs
+
+
+def ablation_rows(runs: dict[tuple[str, str], dict]) -> tuple[list[str], list[list[str]]]:
+    """Table: accuracy of each run and its change against the same method without augmentation."""
+    header = ["method", "background aug", "linear %", "kNN %", "vs none linear", "vs none kNN",
+              "random linear %", "random kNN %"]
+    rows = []
+    for (method, variant), m in sorted(runs.items(), key=lambda kv: (kv[0][0], VARIANT_ORDER.index(kv[0][1]))):
+        base = runs.get((method, "none"))
+        deltas = [f"{100 * (m[k] - base[k]):+.1f}" if base else "" for k in ("linear_top1", "knn_top1")]
+        rows.append([method, LABELS[variant], f"{100 * m['linear_top1']:.1f}", f"{100 * m['knn_top1']:.1f}",
+                     *deltas,
+                     f"{100 * m['random_linear_top1']:.1f}", f"{100 * m['random_knn_top1']:.1f}"])
+    return header, rows
+
+
+def plot_ablation(runs: dict[tuple[str, str], dict], stem: Path) -> list[Path]:
+    """Linear and kNN accuracy per method, one bar per variant, the random extractor as a tick."""
+    methods = sorted({m for m, _ in runs})
+    variants = [v for v in VARIANT_ORDER if any(v == w for _, w in runs)]
+    width = 0.8 / len(variants)
+    x = np.arange(len(methods))
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
+        for ax, key, title in zip(axes, ("linear_top1", "knn_top1"), ("linear probe", "kNN (k=20)"), strict=True):
+            for i, variant in enumerate(variants):
+                values = [100 * runs[m, variant][key] if (m, variant) in runs else np.nan for m in methods]
+                ax.bar(x + (i - (len(variants) - 1) / 2) * width, values, width, label=LABELS[variant])
+            randoms = [100 * next(runs[m, v][f"random_{key}"] for v in variants if (m, v) in runs) for m in methods]
+            ax.scatter(x, randoms, marker="_", s=900, color="black", zorder=3, label="random extractor")
+            ax.set(xticks=x, xticklabels=methods, title=title)
+            ax.grid(axis="y", alpha=0.3)
+        axes[0].set_ylabel("top-1 accuracy on the test split (%)")
+        axes[1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+        fig.suptitle("Background augmentation ablation (digits-bg)")
+        fig.tight_layout()
+        return save_figure(fig, stem)
+
+
+def write_ablation(root: Path, out: Path) -> list[Path]:
+    """The figure (PNG, SVG) and the table (Markdown, CSV) of the runs under ``root``."""
+    runs = read_ablation(root)
+    header, rows = ablation_rows(runs)
+    stem = Path(out) / "background_ablation"
+    return plot_ablation(runs, stem) + save_table(stem, header, rows)

@@ -52,3 +52,17 @@ def test_stage_set_without_equals_is_a_one_line_error(project, monkeypatch, caps
     monkeypatch.chdir(project)
     assert run_stage(lambda args, cfg: None, stage_parser("test"), ["-S", "method"]) == 1
     assert "-S expects KEY=VALUE" in capsys.readouterr().err
+
+
+def test_stage_overlay_file_applies_over_params_yaml_and_under_set(project, monkeypatch, tmp_path) -> None:
+    from selfsup.cli import run_stage, stage_parser
+
+    overlay = tmp_path / "best.yaml"
+    overlay.write_text("elo:\n  weights:\n    flow:\n      distill: 0.25\n      order: 0.75\n")
+    seen = {}
+    monkeypatch.chdir(project)
+    argv = ["--overlay", str(overlay), "-S", "elo.weights.flow.order=0.5"]
+    assert run_stage(lambda args, cfg: seen.update(cfg=cfg), stage_parser("test"), argv) == 0
+    flow = seen["cfg"].elo.weights.flow
+    assert (flow.distill, flow.order) == (0.25, 0.5)
+    assert run_stage(lambda args, cfg: None, stage_parser("test"), ["--overlay", str(tmp_path / "none.yaml")]) == 1

@@ -8,13 +8,15 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from selfsup.config import Config, load_config, parse_overrides
+from selfsup.config import Config, deep_merge, load_config, parse_overrides, read_overlay
 from selfsup.errors import SelfSupError
 
 
 def stage_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file")
+    parser.add_argument("--overlay", type=Path, action="append", default=[], metavar="YAML",
+                        help="a params-form file applied over params.yaml (e.g. the search stage's best.yaml)")
     parser.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a param after params.yaml (e.g. -S method=moco); pipelines/ grids use it")
     return parser
@@ -27,7 +29,7 @@ def run_stage(main: Callable[[argparse.Namespace, Config], None], parser: argpar
     logging.getLogger("alembic").setLevel(logging.WARNING)
     args = parser.parse_args(argv)
     try:
-        cfg = load_config(args.params, parse_overrides(args.set))
+        cfg = load_config(args.params, deep_merge(*map(read_overlay, args.overlay), parse_overrides(args.set)))
         main(args, cfg)
     except SelfSupError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)

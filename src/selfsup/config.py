@@ -278,6 +278,8 @@ class ExtractConfig:
     n_mels: int = knob(40, ge=8)
     n_fft: int = knob(512, ge=64)
     hop_length: int = knob(160, ge=16)
+    audio_seconds: float | None = knob(None, gt=0.0, doc="audio kept per clip (padded or cut); null: the clip "
+                                                          "length synthetic-actions declares, 10 s for a video folder")
     on_corrupt: str = knob("skip", choices=("skip", "fail"),
                            doc="a clip that fails to decode: listed in the report and skipped, or fatal")
 
@@ -297,6 +299,7 @@ class ZipfConfig:
     k: int = knob(8, ge=2, doc="k-means clusters")
     exponent: float = knob(1.0, gt=0.0, doc="Zipf exponent s")
     seed: int = knob(0, ge=0)
+    n_init: int = knob(10, ge=1, doc="k-means restarts (scikit-learn n_init); the best inertia is kept")
 
 
 ELO_TASKS = ("reconstruct", "predict", "cross_predict", "order", "reverse", "contrastive", "align", "distill")
@@ -330,6 +333,10 @@ class EloWeightsConfig:
     audio: EloTaskWeights = knob(EloTaskWeights(reconstruct=0.5, contrastive=0.5, align=0.5, distill=1.0))
     gray: EloTaskWeights = knob(EloTaskWeights())
 
+    def built(self) -> tuple[str, ...]:
+        """The modalities whose network is built: rgb, and every other one with a weight above 0."""
+        return tuple(m for m in ELO_MODALITIES if m == "rgb" or any(dataclasses.astuple(getattr(self, m))))
+
     def check(self, prefix: str) -> None:
         if self.rgb.distill > 0:
             raise ConfigError(f"{prefix}rgb.distill={self.rgb.distill}: the RGB network is what the others are "
@@ -337,23 +344,75 @@ class EloWeightsConfig:
         if not any(dataclasses.astuple(self.rgb)):
             raise ConfigError(f"{prefix}rgb: every RGB task weight is 0, so the RGB network would not train; "
                               f"give at least one task a weight above 0")
+        if self.audio.cross_predict > 0:
+            raise ConfigError(f"{prefix}audio.cross_predict={self.audio.cross_predict}: there is no other "
+                              f"modality to predict from audio; allowed: 0 (cross_predict exists for rgb and gray "
+                              f"(-> flow) and flow (-> rgb))")
+        built = self.built()
+        for m in built:
+            for task in ("contrastive", "align"):
+                if getattr(getattr(self, m), task) > 0 and len(built) < 2:
+                    raise ConfigError(f"{prefix}{m}.{task}={getattr(getattr(self, m), task)} pairs {m} with another "
+                                      f"modality, but only {m} is built; give flow, audio or gray a weight above 0 "
+                                      f"or set it to 0")
 
 
 @dataclass(frozen=True)
 class EloConfig:
     """Evolving Losses (Piergiovanni, Angelova, Ryoo, CVPR 2020): multi-modal, multi-task video learning."""
 
-    epochs: int = knob(30, ge=1)
+    epochs: int = knob(20, ge=1, doc="where training stops; a finished run resumes to a larger value")
     batch_size: int = knob(32, ge=4)
-    lr: float = knob(1e-3, gt=0.0, doc="AdamW learning rate")
+    lr: float = knob(1e-3, gt=0.0, doc="AdamW learning rate (constant)")
     weight_decay: float = knob(1e-4, ge=0.0)
-    width: int = knob(16, ge=4, doc="channels of each modality network's first stage")
+    width: int = knob(16, ge=4, doc="channels of each modality network's first stage (x2, x4 in the next two)")
     embed_dim: int = knob(128, ge=8, doc="clip representation size")
+    input_size: int = knob(32, ge=8, doc="frames and flow are resized to input_size x input_size first")
     predict_frames: int = knob(4, ge=1, doc="frames the predict task forecasts")
     temperature: float = knob(0.1, gt=0.0, doc="contrastive task")
     distill_layers: tuple[float, ...] = knob((0.0, 0.5, 1.0), ge=0.0,
-                                             doc="distillation weight of each network stage, shallow to deep")
+                                             doc="distillation weight of each of the 3 network stages, shallow "
+                                                 "to deep")
+    crop_min: float = knob(0.8, gt=0.0, le=1.0,
+                           doc="augmentation: side of a clip's random crop (same for all its frames and its flow), "
+                               "as a fraction drawn from [crop_min, 1]; 1 turns cropping off")
+    brightness: float = knob(0.2, ge=0.0, le=1.0,
+                             doc="augmentation: per-clip contrast x(1 +- b) and brightness +- b on the RGB frames")
     weights: EloWeightsConfig = knob(EloWeightsConfig())
+
+    def check(self, prefix: str) -> None:
+        if len(self.distill_layers) != 3:
+            raise ConfigError(f"{prefix}distill_layers={list(self.distill_layers)}: every modality network has "
+                              f"3 stages; give 3 weights, shallow to deep")
+        distilled = [m for m in ELO_MODALITIES if getattr(self.weights, m).distill > 0]
+        if distilled and not any(self.distill_layers):
+            raise ConfigError(f"{prefix}distill_layers={list(self.distill_layers)} leaves nothing to distill, but "
+                              f"{prefix}weights.{distilled[0]}.distill > 0; give a stage a weight above 0 or set "
+                              f"the distill weights to 0")
+
+
+SAMPLERS = ("cmaes", "random", "tpe", "grid")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Loss-weight search (Piergiovanni et al. 2020, Sec. 3.3): Optuna over ``space``, fitness Zipf-KL, no labels."""
+
+    target: str = knob("elo", choices=("elo", "image"),
+                       doc="what a trial trains: the ELo video model, or `method` on the image dataset")
+    space: dict = knob({"elo.weights.rgb.reconstruct": [0.0, 1.0], "elo.weights.rgb.order": [0.0, 1.0],
+                        "elo.weights.flow.distill": [0.0, 1.0], "elo.weights.audio.distill": [0.0, 1.0]},
+                       doc="searched params: dotted key -> [low, high] or [low, high, log]")
+    sampler: str = knob("cmaes", choices=SAMPLERS)
+    n_trials: int = knob(6, ge=1, doc="completed trials the study ends with (a resumed study continues to it)")
+    population: int | None = knob(None, ge=2, doc="cmaes population size (null: Optuna's 4 + 3 ln d)")
+    sigma: float | None = knob(None, gt=0.0, doc="cmaes initial step in the searched units (null: range / 6)")
+    grid_points: int = knob(3, ge=2, doc="grid: values per searched param")
+    epochs: int = knob(3, ge=1, doc="training epochs of each trial")
+    n_workers: int = knob(1, ge=1, doc="trials run in parallel processes on this machine")
+    storage: str | None = knob(None, doc="an RDB URL several machines share; null: a journal file in the output")
+    study_name: str = knob("selfsup-search")
+    seed: int = knob(0, ge=0, doc="sampler seed")
 
 
 @dataclass(frozen=True)
@@ -378,6 +437,7 @@ class Config:
     video: VideoConfig = knob(VideoConfig())
     elo: EloConfig = knob(EloConfig())
     zipf: ZipfConfig = knob(ZipfConfig())
+    search: SearchConfig = knob(SearchConfig())
     knobs: Any = dataclasses.field(default=None, metadata={"internal": True})
 
     def to_dict(self) -> dict:
@@ -438,6 +498,13 @@ def parse_overrides(pairs: list[str]) -> dict:
                 raise ConfigError(f"-S {pair!r}: {parent} was already set to a value, not a section")
         node[leaf] = yaml.safe_load(value)
     return out
+
+
+def read_overlay(path: Path) -> dict:
+    """A params-form YAML file applied over params.yaml (``--overlay``), e.g. the search's best weights."""
+    if not Path(path).is_file():
+        raise ConfigError(f"overlay {path} not found; run the stage that writes it (e.g. `dvc repro search`)")
+    return _read_yaml(Path(path), "overlay")
 
 
 def params_dir(params_path: Path) -> Path:

@@ -1,0 +1,132 @@
+"""The ``elo_pretrain`` and ``elo_evaluate`` stages' library functions.
+
+``elo_pretrain`` trains the ELo networks on the unlabeled train clips with the configured loss
+weights (``elo.weights``, or the search's best) and keeps the RGB network; ``elo_evaluate`` scores
+its clip embeddings on the action labels with the same linear probe and kNN as the image branch,
+next to the same RGB network randomly initialised, and reports the Zipf-KL of each
+(Piergiovanni et al. 2020, Sec. 3.3 and 4).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from selfsup.config import Config, config_from_dict, save_config
+from selfsup.data.video_store import VideoSplit, load_video_features
+from selfsup.elo.features import rgb_features
+from selfsup.elo.model import CHANNELS, EloModel
+from selfsup.elo.networks import VideoEncoder
+from selfsup.elo.train import train_elo
+from selfsup.errors import DataError
+from selfsup.eval.evaluate import probe
+from selfsup.eval.zipf import zipf_kl
+from selfsup.figures.curves import plot_history
+from selfsup.io import atomic_write, atomic_write_text, write_json
+from selfsup.tracking import Tracker
+
+log = logging.getLogger(__name__)
+MODEL = "rgb.pt"
+
+
+def _tags(cfg: Config, meta: dict, stage: str) -> dict[str, str]:
+    built = cfg.elo.weights.built()
+    return {"stage": stage, "dataset": meta.get("dataset", "video"), "method": "elo",
+            "modalities": "+".join(built), "distilled": str(any(getattr(cfg.elo.weights, m).distill > 0
+                                                                 for m in built if m != "rgb")).lower()}
+
+
+def _history_csv(rows: list[dict[str, float]]) -> str:
+    keys = sorted({k for r in rows for k in r} - {"epoch"})
+    lines = [",".join(["epoch", *keys])]
+    lines += [",".join([str(int(r["epoch"])), *[f"{r[k]:.6g}" if k in r else "" for k in keys]]) for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _mlflow_run(checkpoint_dir: Path, cfg: Config, meta: dict, track: bool) -> Tracker | None:
+    """The run of this training, reattached when an interrupted training resumes."""
+    if not track:
+        return None
+    path = Path(checkpoint_dir) / "mlflow.json"
+    if path.is_file():
+        return Tracker.attach(json.loads(path.read_text())["run_id"])
+    tracker = Tracker.start(_tags(cfg, meta, "elo_pretrain"))
+    tracker.log_params({k: v for k, v in cfg.flat().items() if k.split(".")[0] in ("seed", "elo", "video")})
+    write_json(path, {"run_id": tracker.run_id})
+    return tracker
+
+
+def elo_pretrain(cfg: Config, features_dir: Path, out_dir: Path, checkpoint_dir: Path, track: bool = True) -> dict:
+    """Train on the train split's clips (no labels); write ``rgb.pt``, history, loss plot and metrics."""
+    splits, meta = load_video_features(features_dir)
+    train = splits["train"]
+    out_dir, checkpoint_dir = Path(out_dir), Path(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    tracker = _mlflow_run(checkpoint_dir, cfg, meta, track)
+    with tracker.failing_on_error() if tracker else contextlib.nullcontext():
+        result = train_elo(cfg, train.frames, train.flow, train.logmel, checkpoint_dir=checkpoint_dir)
+        last = result.history[-1]
+        metrics = {"loss": last["loss"], "collapse_std": last.get("collapse_std", math.nan),
+                   "epochs": cfg.elo.epochs, "seconds": sum(r.get("seconds", 0.0) for r in result.history)}
+        state = {"config": cfg.to_dict(), "state": result.rgb.state_dict()}
+        atomic_write(out_dir / MODEL, lambda f: torch.save(state, f))
+        atomic_write_text(out_dir / "history.csv", _history_csv(result.history))
+        plot_history(result.history, out_dir / "loss.png", f"ELo ({'+'.join(cfg.elo.weights.built())})")
+        write_json(out_dir / "metrics.json", metrics)
+        save_config(cfg, out_dir / "config.yaml")
+        write_json(out_dir / "run.json", {"run_id": tracker.run_id if tracker else "", "tracking": bool(tracker)})
+        if tracker:
+            for row in result.history:
+                tracker.log_metrics({f"train/{k}": v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
+            for name in ("config.yaml", "history.csv", "loss.png"):
+                tracker.log_artifact(out_dir / name)
+            tracker.finish()
+    return metrics
+
+
+def _encoder(cfg: Config) -> VideoEncoder:
+    return VideoEncoder(CHANNELS["rgb"], cfg.elo.width, cfg.elo.embed_dim, cfg.elo.input_size)
+
+
+def load_rgb(model_path: Path, random_init: bool = False) -> tuple[VideoEncoder, Config]:
+    """The trained RGB network and its config; with ``random_init`` its untrained initialisation."""
+    try:
+        state = torch.load(model_path, map_location="cpu", weights_only=True)
+        cfg = config_from_dict(state["config"])
+    except (OSError, RuntimeError, KeyError, EOFError) as exc:
+        raise DataError(f"{model_path} is not a model written by elo_pretrain ({exc}); "
+                        f"rerun it with `dvc repro elo_pretrain`") from exc
+    if random_init:
+        torch.manual_seed(cfg.seed)
+        return EloModel(cfg).rgb.eval(), cfg
+    encoder = _encoder(cfg)
+    encoder.load_state_dict(state["state"])
+    return encoder.eval(), cfg
+
+
+def _scores(encoder: VideoEncoder, train: VideoSplit, test: VideoSplit, n_classes: int, cfg: Config) -> dict:
+    ftr = rgb_features(encoder, train.frames, cfg.elo.batch_size)
+    fte = rgb_features(encoder, test.frames, cfg.elo.batch_size)
+    scores = probe(torch.from_numpy(ftr), train.labels, torch.from_numpy(fte), test.labels, n_classes, cfg)
+    scores["zipf_kl"] = zipf_kl(ftr, cfg.zipf.k, cfg.zipf.exponent, cfg.zipf.seed, cfg.zipf.n_init)
+    return scores
+
+
+def elo_evaluate(cfg: Config, features_dir: Path, model_path: Path) -> dict:
+    """Linear probe, kNN and Zipf-KL of the trained RGB network and of its random initialisation."""
+    splits, meta = load_video_features(features_dir)
+    train, test = splits["train"], splits["test"]
+    if (np.asarray(train.labels) < 0).any() or (np.asarray(test.labels) < 0).any():
+        raise DataError(f"the clips in {features_dir} must all be labeled for elo_evaluate")
+    n_classes = len(meta["classes"])
+    trained, _ = load_rgb(model_path)
+    random_net, _ = load_rgb(model_path, random_init=True)
+    ours, rand = _scores(trained, train, test, n_classes, cfg), _scores(random_net, train, test, n_classes, cfg)
+    return {**ours, **{f"random_{k}": v for k, v in rand.items()},
+            "gain_linear": ours["linear_top1"] - rand["linear_top1"], "gain_knn": ours["knn_top1"] - rand["knn_top1"]}

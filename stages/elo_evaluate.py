@@ -1,0 +1,34 @@
+"""Stage `elo_evaluate`: linear probe, kNN and Zipf-KL of the ELo RGB network on the action labels."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from selfsup.cli import run_stage, stage_parser
+from selfsup.config import Config
+from selfsup.elo.run import elo_evaluate
+from selfsup.io import write_json
+from selfsup.pretrain import read_run_id
+from selfsup.tracking import Tracker
+
+
+def main(args: argparse.Namespace, cfg: Config) -> None:
+    metrics = elo_evaluate(cfg, args.data, args.model)
+    write_json(args.out / "metrics.json", metrics)
+    run_id = read_run_id(args.run)
+    if run_id:
+        tracker = Tracker.attach(run_id)
+        tracker.log_metrics({f"test/{k}": v for k, v in metrics.items()})
+        tracker.log_artifact(args.out / "metrics.json", "evaluate")
+    print(f"elo_evaluate: {metrics}")
+
+
+if __name__ == "__main__":
+    parser = stage_parser(__doc__)
+    parser.add_argument("--data", type=Path, required=True, help="video features folder (the extract stage)")
+    parser.add_argument("--model", type=Path, required=True, help="rgb.pt written by elo_pretrain")
+    parser.add_argument("--run", type=Path, required=True, help="run.json written by elo_pretrain")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    sys.exit(run_stage(main, parser))

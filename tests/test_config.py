@@ -82,3 +82,10 @@ def test_every_method_knob_is_a_null_params_key_and_a_pretrain_param() -> None:
 def test_method_section_is_refused_with_the_top_level_spelling(project) -> None:
     with pytest.raises(ConfigError, match="top-level keys; write e.g. `-S temperature=..."):
         load_config(write_params(project, method="simclr", simclr={"temperature": 0.1}))
+
+
+def test_a_partial_section_keeps_the_other_values_of_its_configured_default(project) -> None:
+    write_params(project, elo={"weights": {"rgb": {"align": 0.0}, "audio": {"distill": 0.25}}})
+    weights = load_config(project / "params.yaml").elo.weights
+    assert (weights.rgb.align, weights.rgb.reconstruct, weights.rgb.order) == (0.0, 0.5, 0.5)
+    assert (weights.audio.distill, weights.audio.contrastive) == (0.25, 0.5)

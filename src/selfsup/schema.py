@@ -109,6 +109,22 @@ def _check_range(key: str, value: Any, field: dataclasses.Field, allowed: str) -
             _fail(key, value, allowed)
 
 
+def _merged(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _over_default(field: dataclasses.Field, value: Any) -> Any:
+    """A partial mapping for a section whose default is a configured instance keeps that instance's
+    other values (e.g. ``elo.weights.rgb: {align: 0}`` leaves the other RGB weights at their defaults)."""
+    if not isinstance(value, dict) or field.default_factory is dataclasses.MISSING:
+        return value
+    default = field.default_factory()
+    return _merged(to_dict(default), value) if dataclasses.is_dataclass(default) else value
+
+
 def build(cls: type[T], data: dict | None, prefix: str = "") -> T:
     """Build dataclass ``cls`` from ``data``; unknown keys and bad values raise ConfigError."""
     data = dict(data or {})
@@ -124,7 +140,7 @@ def build(cls: type[T], data: dict | None, prefix: str = "") -> T:
         if key not in data:
             continue
         allowed = allowed_text(field, typ)
-        value = _coerce(prefix + key, data[key], typ, allowed)
+        value = _coerce(prefix + key, _over_default(field, data[key]), typ, allowed)
         _check_range(prefix + key, value, field, allowed)
         kwargs[field.name] = value
     try:

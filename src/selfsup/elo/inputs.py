@@ -34,7 +34,8 @@ def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
 
 def prepare_frames(frames: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
     """uint8 RGB frames (N, T, H, W, 3) -> float32 (N, 3, T, size, size) in [-1, 1]."""
-    x = torch.as_tensor(np.asarray(frames))
+    # np.array copies: memory-mapped frames are read-only, which torch warns about
+    x = frames if isinstance(frames, torch.Tensor) else torch.from_numpy(np.array(frames))
     if x.ndim != 5 or x.shape[-1] != 3:
         raise ValueError(f"frames of shape {tuple(x.shape)}: expected (N, T, H, W, 3)")
     n, t = x.shape[:2]

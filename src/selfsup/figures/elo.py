@@ -1,0 +1,61 @@
+"""The ELo comparison (Piergiovanni et al. 2020): RGB-only tasks vs distillation from flow and audio.
+
+Each variant is a folder ``<variant>`` holding the ``elo_evaluate`` stage's ``metrics.json``
+(``<variant>/evaluate/metrics.json``); the figure puts each variant's linear and kNN accuracy next
+to the randomly initialised RGB network, and the table adds the Zipf-KL of each.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from selfsup.errors import DataError
+from selfsup.figures.render import STYLE, plt, save_figure, save_table
+
+ORDER = ("rgb_only", "distill", "full")
+LABELS = {"rgb_only": "RGB tasks only", "distill": "+ flow/audio distilled", "full": "+ multi-modal tasks (default)"}
+
+
+def read_elo_variants(root: Path) -> dict[str, dict]:
+    runs = {p.parent.parent.name: json.loads(p.read_text()) for p in sorted(Path(root).glob("*/evaluate/metrics.json"))}
+    if not runs:
+        raise DataError(f"no */evaluate/metrics.json under {root}; run `dvc repro pipelines/paper/dvc.yaml` first")
+    return dict(sorted(runs.items(), key=lambda kv: (ORDER.index(kv[0]) if kv[0] in ORDER else len(ORDER), kv[0])))
+
+
+def elo_rows(runs: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
+    header = ["variant", "linear %", "kNN %", "Zipf-KL", "random linear %", "random kNN %", "random Zipf-KL"]
+    rows = [[LABELS.get(v, v), f"{100 * m['linear_top1']:.1f}", f"{100 * m['knn_top1']:.1f}", f"{m['zipf_kl']:.4f}",
+             f"{100 * m['random_linear_top1']:.1f}", f"{100 * m['random_knn_top1']:.1f}", f"{m['random_zipf_kl']:.4f}"]
+            for v, m in runs.items()]
+    return header, rows
+
+
+def plot_elo(runs: dict[str, dict], stem: Path) -> list[Path]:
+    names = list(runs)
+    x = np.arange(2)
+    width = 0.8 / (len(names) + 1)
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(6.5, 3.4))
+        first = runs[names[0]]
+        ax.bar(x - 0.4 + width / 2, [100 * first["random_linear_top1"], 100 * first["random_knn_top1"]], width,
+               color="0.7", label="random RGB network")
+        for i, name in enumerate(names, start=1):
+            m = runs[name]
+            ax.bar(x - 0.4 + width / 2 + i * width, [100 * m["linear_top1"], 100 * m["knn_top1"]], width,
+                   label=LABELS.get(name, name))
+        ax.set(xticks=x, xticklabels=["linear probe", "kNN"], ylabel="action top-1 on the test clips (%)",
+               title="ELo on synthetic-actions: the RGB network's frozen features")
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+        fig.tight_layout()
+        return save_figure(fig, stem)
+
+
+def write_elo(root: Path, out: Path) -> list[Path]:
+    runs = read_elo_variants(root)
+    stem = Path(out) / "elo_distillation"
+    return plot_elo(runs, stem) + save_table(stem, *elo_rows(runs))

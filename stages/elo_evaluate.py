@@ -15,13 +15,15 @@ from selfsup.tracking import Tracker
 
 
 def main(args: argparse.Namespace, cfg: Config) -> None:
-    metrics = elo_evaluate(cfg, args.data, args.model)
+    metrics, clusters = elo_evaluate(cfg, args.data, args.model)
     write_json(args.out / "metrics.json", metrics)
+    write_json(args.out / "clusters.json", clusters)
     run_id = read_run_id(args.run)
     if run_id:
         tracker = Tracker.attach(run_id)
         tracker.log_metrics({f"test/{k}": v for k, v in metrics.items()})
         tracker.log_artifact(args.out / "metrics.json", "evaluate")
+        tracker.log_artifact(args.out / "clusters.json", "evaluate")
     print(f"elo_evaluate: {metrics}")
 
 

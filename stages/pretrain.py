@@ -9,14 +9,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from selfsup.cli import run_stage, stage_parser
+from selfsup.cli import parse_tags, run_stage, stage_parser
 from selfsup.config import Config
 from selfsup.pretrain import pretrain
 
 
 def main(args: argparse.Namespace, cfg: Config) -> None:
     metrics = pretrain(cfg, args.data, args.out, args.checkpoints, track=not args.no_mlflow,
-                       backgrounds_dir=args.backgrounds)
+                       backgrounds_dir=args.backgrounds, tags=parse_tags(args.tag))
     print(f"pretrained {cfg.method}: {metrics}")
 
 
@@ -27,5 +27,7 @@ if __name__ == "__main__":
     parser.add_argument("--checkpoints", type=Path, required=True, help="checkpoint folder (persistent)")
     parser.add_argument("--backgrounds", type=Path, default=None,
                         help="background bank folder (the backgrounds stage), read when views.background is on")
+    parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
+                        help="an extra MLflow tag for the run (e.g. --tag figure=background_ablation)")
     parser.add_argument("--no-mlflow", action="store_true", help="do not record an MLflow run")
     sys.exit(run_stage(main, parser))

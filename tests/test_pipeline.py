@@ -4,7 +4,8 @@ Covers: `dvc repro` then up to date; `dvc exp run -S method=barlow -S lambda=5e-
 what depends on the knobs and records an MLflow run named after the experiment; queued
 experiments run in parallel in DVC's temporary copies and record into the same MLflow store;
 bad params fail before any data is touched; new masks rerun pretrain only while a background
-augmentation is on; a SIGKILLed pretrain resumes to the same result.
+augmentation is on; a SIGKILLed pretrain resumes to the same result; the video branch (real MP4s,
+extraction, a two-trial search, ELo) runs in the same `dvc repro` and records its MLflow runs.
 """
 
 from __future__ import annotations
@@ -63,6 +64,13 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "params" / "presets" / "tiny.yaml").write_text(yaml.safe_dump(TINY_PRESET))
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["preset"] = "tiny"
+    params["eval"] = {"knn": {"k": 5}}
+    params["video"]["synthetic_actions"] = {"clips_per_class": 4, "frames": 8, "size": 32}
+    params["video"]["extract"].update(frames=8, size=32)
+    params["elo"] = {"epochs": 1, "batch_size": 8, "predict_frames": 2, "width": 4, "embed_dim": 16,
+                     "input_size": 16, "weights": {}}
+    params["search"].update(n_trials=2, epochs=1)
+    params["zipf"] = {"k": 3}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], root)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], root)
@@ -92,10 +100,24 @@ def test_repro_then_up_to_date_then_experiment(repo: Path) -> None:
     for key in ("linear_top1", "knn_top1", "random_linear_top1", "random_knn_top1", "pixels_linear_top1",
                 "gain_linear"):
         assert 0.0 <= metrics[key] <= 1.0 or key.startswith("gain")
-    runs = mlflow_runs(repo)
-    assert len(runs) == 1
-    assert runs[0].data.params["method"] == "simclr"
-    assert "test/linear_top1" in runs[0].data.metrics and "train/collapse_std" in runs[0].data.metrics
+    by_stage: dict[str, list] = {}
+    for r in mlflow_runs(repo):
+        by_stage.setdefault(r.data.tags.get("stage"), []).append(r)
+    assert len(by_stage["pretrain"]) == 1
+    image = by_stage["pretrain"][0]
+    assert image.data.params["method"] == "simclr"
+    assert "test/linear_top1" in image.data.metrics and "train/collapse_std" in image.data.metrics
+
+    video = json.loads((repo / "results/elo_evaluate/metrics.json").read_text())
+    assert {"linear_top1", "knn_top1", "zipf_kl", "random_knn_top1"} <= set(video)
+    assert json.loads((repo / "results/extract/metrics.json").read_text())["clips_train"] == 24
+    assert json.loads((repo / "results/search/metrics.json").read_text())["completed_trials"] == 2
+    assert set(yaml.safe_load((repo / "results/search/best.yaml").read_text())["elo"]["weights"]) <= {"rgb", "flow",
+                                                                                                         "audio"}
+    (search,) = by_stage["search"]
+    assert sorted(r.data.tags["mlflow.parentRunId"] for r in by_stage["search-trial"]) == [search.info.run_id] * 2
+    (elo,) = by_stage["elo_pretrain"]
+    assert "test/knn_top1" in elo.data.metrics and elo.data.tags["distilled"] == "true"
 
     again = run(["dvc", "repro"], repo)
     assert "up to date" in again.stdout
@@ -104,6 +126,7 @@ def test_repro_then_up_to_date_then_experiment(repo: Path) -> None:
     exp = run(["dvc", "exp", "run", "-n", "barlow-5e-3", "-S", "method=barlow", "-S", "lambda=5e-3"], repo)
     assert "Running stage 'pretrain'" in exp.stdout and "Running stage 'evaluate'" in exp.stdout
     assert "Running stage 'prepare_images'" not in exp.stdout
+    assert "Running stage 'search'" not in exp.stdout and "Running stage 'extract'" not in exp.stdout
     by_name = {r.info.run_name: r for r in mlflow_runs(repo)}
     barlow = by_name["barlow-5e-3"]
     assert barlow.data.params["method"] == "barlow"

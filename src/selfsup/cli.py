@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from selfsup.config import Config, deep_merge, load_config, parse_overrides, read_overlay
-from selfsup.errors import SelfSupError
+from selfsup.errors import ConfigError, SelfSupError
 
 
 def stage_parser(description: str) -> argparse.ArgumentParser:
@@ -20,6 +20,17 @@ def stage_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a param after params.yaml (e.g. -S method=moco); pipelines/ grids use it")
     return parser
+
+
+def parse_tags(pairs: list[str]) -> dict[str, str]:
+    """``--tag figure=background_ablation`` pairs as MLflow tags."""
+    tags = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--tag expects KEY=VALUE (e.g. --tag figure=search), got {pair!r}")
+        tags[key] = value
+    return tags
 
 
 def run_stage(main: Callable[[argparse.Namespace, Config], None], parser: argparse.ArgumentParser,

@@ -42,10 +42,11 @@ def save_model(path: Path, method: Method, cfg: Config) -> None:
 
 
 def pretrain(cfg: Config, data_dir: Path, out_dir: Path, checkpoint_dir: Path, track: bool = True,
-             backgrounds_dir: Path | None = None) -> dict:
+             backgrounds_dir: Path | None = None, tags: dict[str, str] | None = None) -> dict:
     """Pretrain ``cfg.method`` on the prepared dataset; returns the final metrics.
 
-    ``backgrounds_dir`` is the ``backgrounds`` stage's bank, read when ``views.background`` is on.
+    ``backgrounds_dir`` is the ``backgrounds`` stage's bank, read when ``views.background`` is on;
+    ``tags`` are added to the MLflow run's (e.g. ``figure`` for runs of the paper pipeline).
     """
     out_dir = Path(out_dir)
     trainer = Trainer(cfg, data_dir, checkpoint_dir, backgrounds_dir=backgrounds_dir)
@@ -55,7 +56,7 @@ def pretrain(cfg: Config, data_dir: Path, out_dir: Path, checkpoint_dir: Path, t
         if trainer.run_id:
             tracker = Tracker.attach(trainer.run_id)
         else:
-            tracker = Tracker.start(run_tags(cfg, "pretrain"))
+            tracker = Tracker.start({**run_tags(cfg, "pretrain"), **(tags or {})})
             tracker.log_params(cfg.flat())
         trainer.run_id = tracker.run_id
         trainer.tracker = tracker

@@ -22,6 +22,9 @@ def _elo(root: Path, variant: str, linear: float, knn: float, zipf: float) -> No
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"linear_top1": linear, "knn_top1": knn, "zipf_kl": zipf, "random_linear_top1": 0.2,
                                 "random_knn_top1": 0.15, "random_zipf_kl": 0.3}))
+    (path.parent / "clusters.json").write_text(json.dumps({"k": 3, "exponent": 1.0, "masses": [0.5, 0.3, 0.2],
+                                                           "random_masses": [0.4, 0.35, 0.25],
+                                                           "zipf_prior": [6 / 11, 3 / 11, 2 / 11]}))
 
 
 def _study(root: Path, name: str, values: list[float]) -> None:
@@ -40,7 +43,10 @@ def test_elo_table_orders_variants_and_reports_zipf(tmp_path: Path) -> None:
     assert header[:4] == ["variant", "linear %", "kNN %", "Zipf-KL"]
     assert rows == [["RGB tasks only", "50.0", "40.0", "0.1200", "20.0", "15.0", "0.3000"],
                     ["+ multi-modal tasks (default)", "90.0", "80.0", "0.0500", "20.0", "15.0", "0.3000"]]
-    assert _digests(write_elo(tmp_path, tmp_path / "a")) == _digests(write_elo(tmp_path, tmp_path / "b"))
+    first = _digests(write_elo(tmp_path, tmp_path / "a"))
+    assert sorted(first) == ["elo_cluster_masses.png", "elo_cluster_masses.svg", "elo_distillation.csv",
+                             "elo_distillation.md", "elo_distillation.png", "elo_distillation.svg"]
+    assert first == _digests(write_elo(tmp_path, tmp_path / "b"))
 
 
 def test_search_progress_is_the_running_minimum_averaged_over_seeds(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from selfsup.elo.networks import VideoEncoder
 from selfsup.elo.train import train_elo
 from selfsup.errors import DataError
 from selfsup.eval.evaluate import probe
-from selfsup.eval.zipf import zipf_kl
+from selfsup.eval.zipf import kl_divergence, ranked_masses, zipf_prior
 from selfsup.figures.curves import plot_history
 from selfsup.io import atomic_write, atomic_write_text, write_json
 from selfsup.tracking import Tracker
@@ -49,26 +49,30 @@ def _history_csv(rows: list[dict[str, float]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _mlflow_run(checkpoint_dir: Path, cfg: Config, meta: dict, track: bool) -> Tracker | None:
+def _mlflow_run(checkpoint_dir: Path, cfg: Config, meta: dict, track: bool, tags: dict[str, str]) -> Tracker | None:
     """The run of this training, reattached when an interrupted training resumes."""
     if not track:
         return None
     path = Path(checkpoint_dir) / "mlflow.json"
     if path.is_file():
         return Tracker.attach(json.loads(path.read_text())["run_id"])
-    tracker = Tracker.start(_tags(cfg, meta, "elo_pretrain"))
+    tracker = Tracker.start({**_tags(cfg, meta, "elo_pretrain"), **tags})
     tracker.log_params({k: v for k, v in cfg.flat().items() if k.split(".")[0] in ("seed", "elo", "video")})
     write_json(path, {"run_id": tracker.run_id})
     return tracker
 
 
-def elo_pretrain(cfg: Config, features_dir: Path, out_dir: Path, checkpoint_dir: Path, track: bool = True) -> dict:
-    """Train on the train split's clips (no labels); write ``rgb.pt``, history, loss plot and metrics."""
+def elo_pretrain(cfg: Config, features_dir: Path, out_dir: Path, checkpoint_dir: Path, track: bool = True,
+                 tags: dict[str, str] | None = None) -> dict:
+    """Train on the train split's clips (no labels); write ``rgb.pt``, history, loss plot and metrics.
+
+    ``tags`` are added to the MLflow run's (e.g. ``figure`` for runs of the paper pipeline).
+    """
     splits, meta = load_video_features(features_dir)
     train = splits["train"]
     out_dir, checkpoint_dir = Path(out_dir), Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    tracker = _mlflow_run(checkpoint_dir, cfg, meta, track)
+    tracker = _mlflow_run(checkpoint_dir, cfg, meta, track, tags or {})
     with tracker.failing_on_error() if tracker else contextlib.nullcontext():
         result = train_elo(cfg, train.frames, train.flow, train.logmel, checkpoint_dir=checkpoint_dir)
         last = result.history[-1]
@@ -110,16 +114,21 @@ def load_rgb(model_path: Path, random_init: bool = False) -> tuple[VideoEncoder,
     return encoder.eval(), cfg
 
 
-def _scores(encoder: VideoEncoder, train: VideoSplit, test: VideoSplit, n_classes: int, cfg: Config) -> dict:
+def _scores(encoder: VideoEncoder, train: VideoSplit, test: VideoSplit, n_classes: int,
+            cfg: Config) -> tuple[dict, np.ndarray]:
     ftr = rgb_features(encoder, train.frames, cfg.elo.batch_size)
     fte = rgb_features(encoder, test.frames, cfg.elo.batch_size)
     scores = probe(torch.from_numpy(ftr), train.labels, torch.from_numpy(fte), test.labels, n_classes, cfg)
-    scores["zipf_kl"] = zipf_kl(ftr, cfg.zipf.k, cfg.zipf.exponent, cfg.zipf.seed, cfg.zipf.n_init)
-    return scores
+    masses = ranked_masses(ftr, cfg.zipf.k, cfg.zipf.seed, cfg.zipf.n_init)
+    scores["zipf_kl"] = kl_divergence(masses, zipf_prior(cfg.zipf.k, cfg.zipf.exponent))
+    return scores, masses
 
 
-def elo_evaluate(cfg: Config, features_dir: Path, model_path: Path) -> dict:
-    """Linear probe, kNN and Zipf-KL of the trained RGB network and of its random initialisation."""
+def elo_evaluate(cfg: Config, features_dir: Path, model_path: Path) -> tuple[dict, dict]:
+    """Linear probe, kNN and Zipf-KL of the trained RGB network and of its random initialisation.
+
+    Returns the metrics and the ranked cluster masses of both next to the Zipf prior (for the figure).
+    """
     splits, meta = load_video_features(features_dir)
     train, test = splits["train"], splits["test"]
     if (np.asarray(train.labels) < 0).any() or (np.asarray(test.labels) < 0).any():
@@ -127,6 +136,12 @@ def elo_evaluate(cfg: Config, features_dir: Path, model_path: Path) -> dict:
     n_classes = len(meta["classes"])
     trained, _ = load_rgb(model_path)
     random_net, _ = load_rgb(model_path, random_init=True)
-    ours, rand = _scores(trained, train, test, n_classes, cfg), _scores(random_net, train, test, n_classes, cfg)
-    return {**ours, **{f"random_{k}": v for k, v in rand.items()},
-            "gain_linear": ours["linear_top1"] - rand["linear_top1"], "gain_knn": ours["knn_top1"] - rand["knn_top1"]}
+    ours, masses = _scores(trained, train, test, n_classes, cfg)
+    rand, random_masses = _scores(random_net, train, test, n_classes, cfg)
+    metrics = {**ours, **{f"random_{k}": v for k, v in rand.items()},
+               "gain_linear": ours["linear_top1"] - rand["linear_top1"],
+               "gain_knn": ours["knn_top1"] - rand["knn_top1"]}
+    prior = zipf_prior(cfg.zipf.k, cfg.zipf.exponent)
+    clusters = {"k": cfg.zipf.k, "exponent": cfg.zipf.exponent, "masses": masses.tolist(),
+                "random_masses": random_masses.tolist(), "zipf_prior": prior.tolist()}
+    return metrics, clusters

@@ -86,8 +86,8 @@ def _distinct(centers: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.n
     return distinct, inverse.reshape(-1)[labels]
 
 
-def zipf_kl(features: np.ndarray, k: int = 8, exponent: float = 1.0, seed: int = 0, n_init: int = 10) -> float:
-    """KL(cluster masses || Zipf(k, exponent)) of ``features`` (N, D); deterministic for a ``seed``.
+def ranked_masses(features: np.ndarray, k: int = 8, seed: int = 0, n_init: int = 10) -> np.ndarray:
+    """Soft cluster masses of ``features`` (N, D), sorted by rank (largest first); they sum to 1.
 
     Features are l2-normalised, clustered by scikit-learn's k-means (``n_init`` restarts, seeded),
     and scaled so that 2 sigma^2 = 1 (see the module docstring) before the soft assignment.
@@ -106,5 +106,9 @@ def zipf_kl(features: np.ndarray, k: int = 8, exponent: float = 1.0, seed: int =
     else:
         scale = 1.0 / np.sqrt(2.0 * variance)
         masses = cluster_masses(x * scale, centers * scale)
-    masses = np.sort(np.pad(masses, (0, k - len(masses))))[::-1]
-    return kl_divergence(masses, zipf_prior(k, exponent))
+    return np.sort(np.pad(masses, (0, k - len(masses))))[::-1]
+
+
+def zipf_kl(features: np.ndarray, k: int = 8, exponent: float = 1.0, seed: int = 0, n_init: int = 10) -> float:
+    """KL(ranked cluster masses || Zipf(k, exponent)) of ``features`` (N, D); deterministic for a ``seed``."""
+    return kl_divergence(ranked_masses(features, k, seed, n_init), zipf_prior(k, exponent))

@@ -1,8 +1,9 @@
 """The ELo comparison (Piergiovanni et al. 2020): RGB-only tasks vs distillation from flow and audio.
 
-Each variant is a folder ``<variant>`` holding the ``elo_evaluate`` stage's ``metrics.json``
-(``<variant>/evaluate/metrics.json``); the figure puts each variant's linear and kNN accuracy next
-to the randomly initialised RGB network, and the table adds the Zipf-KL of each.
+Each variant is a folder ``<variant>/evaluate`` holding the ``elo_evaluate`` stage's
+``metrics.json`` and ``clusters.json``. One figure puts each variant's linear and kNN accuracy next
+to the randomly initialised RGB network (the table adds the Zipf-KL of each); another puts each
+variant's ranked cluster masses next to the Zipf prior the fitness compares them with (Sec. 3.3).
 """
 
 from __future__ import annotations
@@ -55,7 +56,26 @@ def plot_elo(runs: dict[str, dict], stem: Path) -> list[Path]:
         return save_figure(fig, stem)
 
 
+def plot_cluster_masses(root: Path, variants: list[str], stem: Path) -> list[Path]:
+    clusters = {v: json.loads((Path(root) / v / "evaluate" / "clusters.json").read_text()) for v in variants}
+    first = clusters[variants[0]]
+    rank = np.arange(1, first["k"] + 1)
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(5.5, 3.4))
+        ax.plot(rank, first["zipf_prior"], "k--", linewidth=2, label=f"Zipf prior (s = {first['exponent']:g})")
+        ax.plot(rank, first["random_masses"], color="0.6", marker="o", markersize=3, label="random RGB network")
+        for v in variants:
+            ax.plot(rank, clusters[v]["masses"], marker="o", markersize=3, label=LABELS.get(v, v))
+        ax.set(xlabel="cluster rank", ylabel="cluster mass", yscale="log", xticks=rank,
+               title="Ranked k-means cluster masses of the RGB features")
+        ax.grid(alpha=0.3)
+        ax.legend(frameon=False, fontsize=8)
+        fig.tight_layout()
+        return save_figure(fig, stem)
+
+
 def write_elo(root: Path, out: Path) -> list[Path]:
     runs = read_elo_variants(root)
     stem = Path(out) / "elo_distillation"
-    return plot_elo(runs, stem) + save_table(stem, *elo_rows(runs))
+    return (plot_elo(runs, stem) + save_table(stem, *elo_rows(runs))
+            + plot_cluster_masses(root, list(runs), Path(out) / "elo_cluster_masses"))

@@ -242,3 +242,28 @@ def test_parallel_writers_on_a_fresh_store(scratch: Path, tmp_path: Path) -> Non
         assert sorted((m.step, m.value) for m in history) == [(s, s / 10) for s in range(30)]
         ids = client.get_metric_history(run.info.run_id, "worker_id")
         assert len(ids) == 30 and {m.value for m in ids} == {worker}
+
+
+def test_a_terminated_stage_marks_its_run_killed_and_keeps_its_checkpoint(project: Path) -> None:
+    """`kill` (SIGTERM) on a running pretrain unwinds like Ctrl-C: the run is KILLED, nothing half-written."""
+    import signal
+
+    from conftest import REPO, TINY_RUN, tiny_dataset, write_params
+
+    tiny_dataset(project / "data")
+    write_params(project, method="simclr", **{**TINY_RUN, "epochs": 200})
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
+    proc = subprocess.Popen([sys.executable, str(REPO / "stages" / "pretrain.py"), "--data", str(project / "data"),
+                             "--out", str(project / "out"), "--checkpoints", str(project / "ck")],
+                            cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (project / "ck" / "last.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "stopped by signal" in err
+    (run,) = MlflowClient(env["MLFLOW_TRACKING_URI"]).search_runs(
+        [e.experiment_id for e in MlflowClient(env["MLFLOW_TRACKING_URI"]).search_experiments()])
+    assert run.info.status == "KILLED"
+    assert not (project / "out" / "model.pt").exists()
+    assert not [p for p in (project / "ck").iterdir() if p.name.endswith(".tmp")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -33,12 +34,22 @@ def parse_tags(pairs: list[str]) -> dict[str, str]:
     return tags
 
 
+def _interrupt_on_sigterm() -> None:
+    """``kill`` (SIGTERM) unwinds like Ctrl-C: MLflow runs are marked KILLED, temporary files removed."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def run_stage(main: Callable[[argparse.Namespace, Config], None], parser: argparse.ArgumentParser,
               argv: list[str] | None = None) -> int:
     """Parse args, load and validate the config, run ``main``; a SelfSupError exits 1 with its message."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     args = parser.parse_args(argv)
+    _interrupt_on_sigterm()
     try:
         cfg = load_config(args.params, deep_merge(*map(read_overlay, args.overlay), parse_overrides(args.set)))
         main(args, cfg)

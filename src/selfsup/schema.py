@@ -109,20 +109,17 @@ def _check_range(key: str, value: Any, field: dataclasses.Field, allowed: str) -
             _fail(key, value, allowed)
 
 
-def _merged(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 def _over_default(field: dataclasses.Field, value: Any) -> Any:
     """A partial mapping for a section whose default is a configured instance keeps that instance's
-    other values (e.g. ``elo.weights.rgb: {align: 0}`` leaves the other RGB weights at their defaults)."""
+    other values (e.g. ``elo.weights.rgb: {align: 0}`` leaves the other RGB weights at their defaults).
+
+    One level only: nested sections get the same treatment when :func:`build` recurses into them,
+    and a plain mapping value (such as ``search.space``) given by the user replaces the default.
+    """
     if not isinstance(value, dict) or field.default_factory is dataclasses.MISSING:
         return value
     default = field.default_factory()
-    return _merged(to_dict(default), value) if dataclasses.is_dataclass(default) else value
+    return {**to_dict(default), **value} if dataclasses.is_dataclass(default) else value
 
 
 def build(cls: type[T], data: dict | None, prefix: str = "") -> T:

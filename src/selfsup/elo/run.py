@@ -30,6 +30,7 @@ from selfsup.eval.zipf import kl_divergence, ranked_masses, zipf_prior
 from selfsup.figures.curves import plot_history
 from selfsup.io import atomic_write, atomic_write_text, write_json
 from selfsup.tracking import Tracker
+from selfsup.train import History
 
 log = logging.getLogger(__name__)
 MODEL = "rgb.pt"
@@ -40,13 +41,6 @@ def _tags(cfg: Config, meta: dict, stage: str) -> dict[str, str]:
     return {"stage": stage, "dataset": meta.get("dataset", "video"), "method": "elo",
             "modalities": "+".join(built), "distilled": str(any(getattr(cfg.elo.weights, m).distill > 0
                                                                  for m in built if m != "rgb")).lower()}
-
-
-def _history_csv(rows: list[dict[str, float]]) -> str:
-    keys = sorted({k for r in rows for k in r} - {"epoch"})
-    lines = [",".join(["epoch", *keys])]
-    lines += [",".join([str(int(r["epoch"])), *[f"{r[k]:.6g}" if k in r else "" for k in keys]]) for r in rows]
-    return "\n".join(lines) + "\n"
 
 
 def _mlflow_run(checkpoint_dir: Path, cfg: Config, meta: dict, track: bool, tags: dict[str, str]) -> Tracker | None:
@@ -80,7 +74,7 @@ def elo_pretrain(cfg: Config, features_dir: Path, out_dir: Path, checkpoint_dir:
                    "epochs": cfg.elo.epochs, "seconds": sum(r.get("seconds", 0.0) for r in result.history)}
         state = {"config": cfg.to_dict(), "state": result.rgb.state_dict()}
         atomic_write(out_dir / MODEL, lambda f: torch.save(state, f))
-        atomic_write_text(out_dir / "history.csv", _history_csv(result.history))
+        atomic_write_text(out_dir / "history.csv", History(result.history).to_csv())
         plot_history(result.history, out_dir / "loss.png", f"ELo ({'+'.join(cfg.elo.weights.built())})")
         write_json(out_dir / "metrics.json", metrics)
         save_config(cfg, out_dir / "config.yaml")

@@ -19,7 +19,6 @@ import multiprocessing
 import os
 import socket
 from pathlib import Path
-from typing import Any
 
 import optuna
 from filelock import FileLock
@@ -156,9 +155,8 @@ def worker_loop(params_path: Path, overrides: dict, data_dir: Path, study_dir: P
     base = trial_config(params_path, {}, overrides)
     dims = parse_space(base.search)
     storage = open_storage(base.search, study_dir)
-    existing = len(optuna.load_study(study_name=name, storage=storage).trials)
-    study = optuna.load_study(study_name=name, storage=storage,
-                              sampler=make_sampler(base.search, dims, worker, existing))
+    study = optuna.load_study(study_name=name, storage=storage)
+    study.sampler = make_sampler(base.search, dims, worker, len(study.trials))
     ran = failures = 0
     while (asked := _next_trial(study, base.search, dims, study_dir)) is not None:
         trial, params = asked
@@ -193,10 +191,6 @@ def worker_loop(params_path: Path, overrides: dict, data_dir: Path, study_dir: P
         log.info("trial %d: zipf_kl %.4f %s", trial.number, result.fitness, params)
         ran += 1
     return ran
-
-
-def _spawned_worker(*args: Any) -> None:
-    worker_loop(*args)
 
 
 def study_name(cfg: Config) -> str:
@@ -237,7 +231,7 @@ def run_search(cfg: Config, params_path: Path, data_dir: Path, study_dir: Path, 
     else:
         ctx = multiprocessing.get_context("spawn")
         threads = max(1, (os.cpu_count() or 1) // search.n_workers)
-        procs = [ctx.Process(target=_spawned_worker,
+        procs = [ctx.Process(target=worker_loop,
                              args=(params_path, overrides, data_dir, study_dir, name, w, parent, threads))
                  for w in range(search.n_workers)]
         for p in procs:

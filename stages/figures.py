@@ -1,5 +1,6 @@
-"""Stage `figures`: the paper pipeline's figures (PNG, SVG) and tables (Markdown, CSV), from metrics
-files only, never by training; the same inputs give byte-identical files."""
+"""Stage `figures`: figures (PNG, SVG) and tables (Markdown, CSV) from metrics files only, never by
+training; the same inputs give byte-identical files. The main DAG draws its one run, search and ELo
+model; the paper pipeline draws every grid (`--runs`, `--elo`, `--search` on its folders)."""
 
 from __future__ import annotations
 
@@ -11,27 +12,40 @@ from selfsup.cli import run_stage, stage_parser
 from selfsup.config import Config
 from selfsup.figures.ablation import write_ablation
 from selfsup.figures.elo import write_elo
+from selfsup.figures.methods import write_methods
+from selfsup.figures.runs import defaults_only, read_run, read_runs
 from selfsup.figures.search import write_search
-
-WRITERS = {"background_ablation": write_ablation, "elo": write_elo, "search": write_search}
+from selfsup.figures.sweeps import write_sweeps
 
 
 def main(args: argparse.Namespace, cfg: Config) -> None:
     written = []
-    for name, write in WRITERS.items():
-        folder = getattr(args, name)
-        if folder is not None:
-            written += write(folder, args.out)
+    if args.runs is not None:
+        runs = read_runs(args.runs)
+        written += write_methods(defaults_only(runs), args.out) + write_sweeps(runs, args.out)
+        written += write_ablation(runs, args.out)
+    if args.run is not None:
+        run = read_run(*args.run)
+        written += write_methods({run.name: run}, args.out)
+    if args.elo is not None:
+        written += write_elo(args.elo, args.out)
+    if args.search is not None:
+        written += write_search(args.search, args.out)
     print("wrote " + ", ".join(str(p) for p in written))
 
 
 if __name__ == "__main__":
     parser = stage_parser(__doc__)
-    parser.add_argument("--background-ablation", type=Path, help="folder of <method>-<variant>/evaluate/metrics.json")
-    parser.add_argument("--elo", type=Path, help="folder of <variant>/evaluate/metrics.json (elo_evaluate)")
-    parser.add_argument("--search", type=Path, help="folder of <sampler>-s<seed>/trials.csv (search)")
+    parser.add_argument("--runs", type=Path,
+                        help="folder of image runs <name>/{pretrain,evaluate} (the paper pipeline)")
+    parser.add_argument("--run", type=Path, nargs=2, metavar=("PRETRAIN", "EVALUATE"),
+                        help="one image run: the pretrain and evaluate stages' output folders (the main DAG)")
+    parser.add_argument("--elo", type=Path,
+                        help="an elo_evaluate output folder, or a folder of <variant>/evaluate folders")
+    parser.add_argument("--search", type=Path,
+                        help="a search output folder (trials.csv), or a folder of <sampler>-s<seed> studies")
     parser.add_argument("--out", type=Path, required=True, help="folder for the figures and tables")
     args = parser.parse_args()
-    if not any(getattr(args, name) for name in WRITERS):
-        parser.error("give at least one of --background-ablation, --elo, --search")
+    if not any(getattr(args, name) for name in ("runs", "run", "elo", "search")):
+        parser.error("give at least one of --runs, --run, --elo, --search")
     sys.exit(run_stage(main, parser))

@@ -119,12 +119,21 @@ def test_repro_then_up_to_date_then_experiment(repo: Path) -> None:
     (elo,) = by_stage["elo_pretrain"]
     assert "test/knn_top1" in elo.data.metrics and elo.data.tags["distilled"] == "true"
 
+    figures = repo / "results/figures"
+    table = (figures / "method_comparison.csv").read_text().splitlines()
+    assert table[0].startswith("method,linear %,kNN %") and table[1].startswith("simclr,")
+    assert f"{100 * metrics['linear_top1']:.1f}" == table[1].split(",")[1]
+    for name in ("method_curves.png", "search_progress.svg", "zipf_vs_accuracy.png", "elo_cluster_masses.png",
+                 "elo_distillation.md"):
+        assert (figures / name).stat().st_size > 0
+
     again = run(["dvc", "repro"], repo)
     assert "up to date" in again.stdout
     assert "Running stage" not in again.stdout
 
     exp = run(["dvc", "exp", "run", "-n", "barlow-5e-3", "-S", "method=barlow", "-S", "lambda=5e-3"], repo)
     assert "Running stage 'pretrain'" in exp.stdout and "Running stage 'evaluate'" in exp.stdout
+    assert "Running stage 'figures'" in exp.stdout
     assert "Running stage 'prepare_images'" not in exp.stdout
     assert "Running stage 'search'" not in exp.stdout and "Running stage 'extract'" not in exp.stdout
     by_name = {r.info.run_name: r for r in mlflow_runs(repo)}
@@ -224,3 +233,16 @@ def test_sigkilled_pretrain_resumes_to_the_same_result(repo: Path, tmp_path: Pat
     again = json.loads((tmp_path / "killed/metrics.json").read_text())
     assert again == full
     assert (tmp_path / "full/history.csv").read_text() == (tmp_path / "killed/history.csv").read_text()
+
+
+def test_paper_pipeline_lists_every_grid(repo: Path) -> None:
+    """The paper pipeline resolves (vars, foreach, scale) and plans every run of every figure."""
+    planned = run(["dvc", "repro", "--dry", "pipelines/paper/dvc.yaml"], repo).stdout
+    stages = {line.split("'")[1].split(":")[-1] for line in planned.splitlines() if line.startswith("Running stage")}
+    methods = {"barlow", "byol", "cmc", "cpc", "dim", "dino", "instdisc", "invaspread", "moco", "mocov1", "mocov3",
+               "simclr", "simclrv2", "simsiam", "swav"}
+    assert {f"pretrain@{m}" for m in methods} <= stages and {f"evaluate@{m}" for m in methods} <= stages
+    assert {"pretrain@barlow-lambda0.0005", "pretrain@barlow-lambda0.5", "pretrain@simsiam-no_stop_gradient",
+            "pretrain@moco-bg_estimated", "pretrain@swav-bg_ground_truth", "elo_pretrain@distill",
+            "search@cmaes-s2", "search@random-s0", "figures"} <= stages
+    assert "-S epochs=40 -S lambda=0.5 --tag figure=barlow_lambda" in " ".join(planned.split())

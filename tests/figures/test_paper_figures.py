@@ -67,3 +67,15 @@ def test_misnamed_study_folder_is_a_clear_error(tmp_path: Path) -> None:
     _study(tmp_path, "cmaes", [0.1])
     with pytest.raises(DataError, match="<sampler>-s<seed>"):
         read_studies(tmp_path)
+
+
+def test_main_dag_forms_one_study_and_one_elo_folder(tmp_path: Path) -> None:
+    _study(tmp_path, "search", [0.4, 0.2, 0.3])
+    studies = read_studies(tmp_path / "search")
+    assert list(studies) == [("search", 0)] and best_so_far(studies["search", 0]).tolist() == [0.4, 0.2, 0.2]
+    _elo(tmp_path / "elo", "x", 0.7, 0.6, 0.1)
+    single = tmp_path / "elo" / "x" / "evaluate"
+    assert list(read_elo_variants(single)) == ["searched"]
+    written = write_search(tmp_path / "search", tmp_path / "out") + write_elo(single, tmp_path / "out")
+    names = sorted(p.name for p in written)
+    assert "search_progress.png" in names and "elo_cluster_masses.svg" in names

@@ -1,34 +1,31 @@
 """The background-augmentation ablation (Ryali et al. 2021) as a grouped bar chart and a table.
 
-Each run is one folder ``<method>-<variant>`` holding the ``evaluate`` stage's ``metrics.json``;
-variant ``none`` is the run without background augmentation, the others name the mask source.
+For each method with background runs: ``<method>`` (no background augmentation),
+``<method>-bg_estimated`` (masks from the segment stage) and ``<method>-bg_ground_truth``.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from selfsup.errors import DataError
 from selfsup.figures.render import STYLE, plt, save_figure, save_table
+from selfsup.figures.runs import ImageRun
 
 VARIANT_ORDER = ("none", "estimated", "ground_truth")
 LABELS = {"none": "no background aug", "estimated": "estimated masks", "ground_truth": "ground-truth masks"}
 
 
-def read_ablation(root: Path) -> dict[tuple[str, str], dict]:
-    """``{(method, variant): metrics}`` from ``root/<method>-<variant>/evaluate/metrics.json``."""
-    runs = {}
-    for path in sorted(Path(root).glob("*/evaluate/metrics.json")):
-        method, sep, variant = path.parent.parent.name.partition("-")
-        if not sep or variant not in VARIANT_ORDER:
-            raise DataError(f"{path}: run folder must be named <method>-<{'|'.join(VARIANT_ORDER)}>")
-        runs[method, variant] = json.loads(path.read_text())
-    if not runs:
-        raise DataError(f"no */evaluate/metrics.json under {root}; run `dvc repro pipelines/paper/dvc.yaml` first")
-    return runs
+def read_ablation(runs: dict[str, ImageRun]) -> dict[tuple[str, str], dict]:
+    """``{(method, variant): test metrics}`` of every method that has a ``-bg_<variant>`` run."""
+    methods = {r.method for r in runs.values() if r.variant.startswith("bg_")}
+    table = {}
+    for run in runs.values():
+        variant = "none" if not run.variant else run.variant.removeprefix("bg_")
+        if run.method in methods and variant in VARIANT_ORDER and (not run.variant or run.variant.startswith("bg_")):
+            table[run.method, variant] = run.evaluation
+    return table
 
 
 def ablation_rows(runs: dict[tuple[str, str], dict]) -> tuple[list[str], list[list[str]]]:
@@ -68,9 +65,11 @@ def plot_ablation(runs: dict[tuple[str, str], dict], stem: Path) -> list[Path]:
         return save_figure(fig, stem)
 
 
-def write_ablation(root: Path, out: Path) -> list[Path]:
-    """The figure (PNG, SVG) and the table (Markdown, CSV) of the runs under ``root``."""
-    runs = read_ablation(root)
+def write_ablation(runs: dict[str, ImageRun], out: Path) -> list[Path]:
+    """The figure (PNG, SVG) and the table (Markdown, CSV); nothing when no run has a background variant."""
+    runs = read_ablation(runs)
+    if not runs:
+        return []
     header, rows = ablation_rows(runs)
     stem = Path(out) / "background_ablation"
     return plot_ablation(runs, stem) + save_table(stem, header, rows)

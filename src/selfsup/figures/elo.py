@@ -1,7 +1,8 @@
 """The ELo comparison (Piergiovanni et al. 2020): RGB-only tasks vs distillation from flow and audio.
 
 Each variant is a folder ``<variant>/evaluate`` holding the ``elo_evaluate`` stage's
-``metrics.json`` and ``clusters.json``. One figure puts each variant's linear and kNN accuracy next
+``metrics.json`` and ``clusters.json`` (the paper pipeline), or the root is one such folder itself
+(the main DAG, whose weights come from the search). One figure puts each variant's linear and kNN accuracy next
 to the randomly initialised RGB network (the table adds the Zipf-KL of each); another puts each
 variant's ranked cluster masses next to the Zipf prior the fitness compares them with (Sec. 3.3).
 """
@@ -16,15 +17,24 @@ import numpy as np
 from selfsup.errors import DataError
 from selfsup.figures.render import STYLE, plt, save_figure, save_table
 
-ORDER = ("rgb_only", "distill", "full")
-LABELS = {"rgb_only": "RGB tasks only", "distill": "+ flow/audio distilled", "full": "+ multi-modal tasks (default)"}
+ORDER = ("rgb_only", "distill", "full", "searched")
+LABELS = {"rgb_only": "RGB tasks only", "distill": "+ flow/audio distilled", "full": "+ multi-modal tasks (default)",
+          "searched": "weights from the search"}
+
+
+def elo_folders(root: Path) -> dict[str, Path]:
+    """``{variant: folder with metrics.json and clusters.json}``, in the order of ``ORDER``."""
+    root = Path(root)
+    if (root / "metrics.json").is_file():
+        return {"searched": root}
+    folders = {p.parent.parent.name: p.parent for p in sorted(root.glob("*/evaluate/metrics.json"))}
+    if not folders:
+        raise DataError(f"no metrics.json or */evaluate/metrics.json under {root}; run `dvc repro` first")
+    return dict(sorted(folders.items(), key=lambda kv: (ORDER.index(kv[0]) if kv[0] in ORDER else len(ORDER), kv[0])))
 
 
 def read_elo_variants(root: Path) -> dict[str, dict]:
-    runs = {p.parent.parent.name: json.loads(p.read_text()) for p in sorted(Path(root).glob("*/evaluate/metrics.json"))}
-    if not runs:
-        raise DataError(f"no */evaluate/metrics.json under {root}; run `dvc repro pipelines/paper/dvc.yaml` first")
-    return dict(sorted(runs.items(), key=lambda kv: (ORDER.index(kv[0]) if kv[0] in ORDER else len(ORDER), kv[0])))
+    return {v: json.loads((folder / "metrics.json").read_text()) for v, folder in elo_folders(root).items()}
 
 
 def elo_rows(runs: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
@@ -56,15 +66,15 @@ def plot_elo(runs: dict[str, dict], stem: Path) -> list[Path]:
         return save_figure(fig, stem)
 
 
-def plot_cluster_masses(root: Path, variants: list[str], stem: Path) -> list[Path]:
-    clusters = {v: json.loads((Path(root) / v / "evaluate" / "clusters.json").read_text()) for v in variants}
-    first = clusters[variants[0]]
+def plot_cluster_masses(root: Path, stem: Path) -> list[Path]:
+    clusters = {v: json.loads((folder / "clusters.json").read_text()) for v, folder in elo_folders(root).items()}
+    first = next(iter(clusters.values()))
     rank = np.arange(1, first["k"] + 1)
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(5.5, 3.4))
         ax.plot(rank, first["zipf_prior"], "k--", linewidth=2, label=f"Zipf prior (s = {first['exponent']:g})")
         ax.plot(rank, first["random_masses"], color="0.6", marker="o", markersize=3, label="random RGB network")
-        for v in variants:
+        for v in clusters:
             ax.plot(rank, clusters[v]["masses"], marker="o", markersize=3, label=LABELS.get(v, v))
         ax.set(xlabel="cluster rank", ylabel="cluster mass", yscale="log", xticks=rank,
                title="Ranked k-means cluster masses of the RGB features")
@@ -78,4 +88,4 @@ def write_elo(root: Path, out: Path) -> list[Path]:
     runs = read_elo_variants(root)
     stem = Path(out) / "elo_distillation"
     return (plot_elo(runs, stem) + save_table(stem, *elo_rows(runs))
-            + plot_cluster_masses(root, list(runs), Path(out) / "elo_cluster_masses"))
+            + plot_cluster_masses(root, Path(out) / "elo_cluster_masses"))

@@ -1,7 +1,8 @@
 """Search figures: best Zipf-KL so far vs trial for each sampler (mean over seeds), and Zipf-KL vs
 downstream accuracy over every trial with its Spearman rank correlation.
 
-Each study is a folder ``<sampler>-s<seed>`` holding the ``search`` stage's ``trials.csv``.
+Each study is a folder ``<sampler>-s<seed>`` holding the ``search`` stage's ``trials.csv`` (the paper
+pipeline), or the root holds one ``trials.csv`` itself (the main DAG's single study, named "search").
 """
 
 from __future__ import annotations
@@ -17,17 +18,22 @@ from selfsup.figures.render import STYLE, plt, save_figure, save_table
 
 
 def read_studies(root: Path) -> dict[tuple[str, int], list[dict]]:
-    """``{(sampler, seed): completed trials in order}`` from ``root/<sampler>-s<seed>/trials.csv``."""
-    studies = {}
-    for path in sorted(Path(root).glob("*/trials.csv")):
+    """``{(sampler, seed): completed trials in order}`` from ``root/<sampler>-s<seed>/trials.csv``,
+    or ``{("search", 0): ...}`` from ``root/trials.csv``."""
+    root = Path(root)
+    single = root / "trials.csv"
+    paths = {("search", 0): single} if single.is_file() else {}
+    for path in [] if paths else sorted(root.glob("*/trials.csv")):
         sampler, sep, seed = path.parent.name.rpartition("-s")
         if not sep or not seed.isdigit():
             raise DataError(f"{path}: study folders must be named <sampler>-s<seed>")
+        paths[sampler, int(seed)] = path
+    studies = {}
+    for key, path in paths.items():
         with path.open() as f:
-            rows = [r for r in csv.DictReader(f) if r["state"] == "COMPLETE"]
-        studies[sampler, int(seed)] = rows
+            studies[key] = [r for r in csv.DictReader(f) if r["state"] == "COMPLETE"]
     if not studies:
-        raise DataError(f"no */trials.csv under {root}; run `dvc repro pipelines/paper/dvc.yaml` first")
+        raise DataError(f"no trials.csv or */trials.csv under {root}; run `dvc repro` first")
     return studies
 
 
@@ -57,7 +63,8 @@ def plot_progress(studies: dict[tuple[str, int], list[dict]], stem: Path) -> lis
             colour = f"C{i}"
             for curve in stack:
                 ax.plot(trials, curve, color=colour, alpha=0.25, linewidth=0.8)
-            ax.plot(trials, stack.mean(0), color=colour, linewidth=2, label=f"{sampler} (mean of {len(curves)} seeds)")
+            label = sampler if len(curves) == 1 else f"{sampler} (mean of {len(curves)} seeds)"
+            ax.plot(trials, stack.mean(0), color=colour, linewidth=2, label=label)
         ax.set(xlabel="trial", ylabel="best Zipf-KL so far (lower is better)", title="Loss-weight search progress")
         ax.grid(alpha=0.3)
         ax.legend(frameon=False)

@@ -1,0 +1,92 @@
+"""The method comparison: every method's frozen features against the random backbone, and each
+method's loss and collapse-diagnostic curves.
+
+Accuracy is the evaluate stage's linear probe and kNN top-1 on the test split; the random backbone
+is the same architecture untrained (the baseline stage). The collapse diagnostic is the standard
+deviation of the l2-normalised embedding per dimension times sqrt(d) (SimSiam, Sec. 4.1): near 1
+for a healthy embedding, near 0 when every input maps to one point.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from selfsup.figures.render import STYLE, plt, save_figure, save_table
+from selfsup.figures.runs import ImageRun
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}"
+
+
+def method_rows(runs: dict[str, ImageRun]) -> tuple[list[str], list[list[str]]]:
+    """One row per run, best linear probe first."""
+    header = ["method", "linear %", "kNN %", "random linear %", "random kNN %", "gain linear", "gain kNN",
+              "collapse std x sqrt(d)", "final loss", "epochs"]
+    rows = []
+    for run in sorted(runs.values(), key=lambda r: (-r.evaluation["linear_top1"], r.name)):
+        e = run.evaluation
+        rows.append([run.name, _pct(e["linear_top1"]), _pct(e["knn_top1"]), _pct(e["random_linear_top1"]),
+                     _pct(e["random_knn_top1"]), f"{100 * (e['linear_top1'] - e['random_linear_top1']):+.1f}",
+                     f"{100 * (e['knn_top1'] - e['random_knn_top1']):+.1f}",
+                     f"{run.train['collapse_std_x_sqrt_d']:.2f}", f"{run.train['loss']:.4g}",
+                     str(run.train["epochs"])])
+    return header, rows
+
+
+def plot_methods(runs: dict[str, ImageRun], stem: Path) -> list[Path]:
+    """Horizontal bars of linear and kNN accuracy per method, the random backbone as a line."""
+    ordered = sorted(runs.values(), key=lambda r: (r.evaluation["linear_top1"], r.name))
+    y = np.arange(len(ordered))
+    first = ordered[0].evaluation
+    dataset = ordered[0].config["dataset"]
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, 2, figsize=(9, 0.3 * len(ordered) + 1.4), sharey=True)
+        for ax, key, title in zip(axes, ("linear_top1", "knn_top1"), ("linear probe", "kNN"), strict=True):
+            ax.barh(y, [100 * r.evaluation[key] for r in ordered], color="C0")
+            ax.axvline(100 * first[f"random_{key}"], color="black", linestyle="--", linewidth=1.5,
+                       label="random backbone" if key == "linear_top1" else None)
+            ax.set(yticks=y, yticklabels=[r.name for r in ordered], xlabel="top-1 on the test split (%)",
+                   title=title)
+            ax.grid(axis="x", alpha=0.3)
+        fig.suptitle(f"Frozen features of every method ({dataset}, {ordered[0].train['epochs']} epochs)")
+        fig.legend(loc="upper right", frameon=False)
+        fig.tight_layout()
+        return save_figure(fig, stem)
+
+
+def plot_curves(runs: dict[str, ImageRun], stem: Path) -> list[Path]:
+    """One panel per method: its training loss (left axis) and collapse diagnostic (right axis)."""
+    ordered = sorted(runs.values(), key=lambda r: r.name)
+    ncols = min(5, len(ordered))
+    nrows = -(-len(ordered) // ncols)
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols + 0.6, 2.1 * nrows + 0.6), squeeze=False)
+        for ax, run in zip(axes.flat, ordered, strict=False):
+            epochs = [row["epoch"] for row in run.history]
+            ax.plot(epochs, [row["loss"] for row in run.history], color="C0")
+            ax.set_title(run.name)
+            ax.tick_params(axis="y", colors="C0", labelsize=7)
+            ax.grid(alpha=0.3)
+            twin = ax.twinx()
+            sqrt_d = np.sqrt(run.embedding_dim)
+            twin.plot(epochs, [row["collapse_std"] * sqrt_d for row in run.history], color="C1")
+            twin.set_ylim(0, 1.1)
+            twin.tick_params(axis="y", colors="C1", labelsize=7)
+        for ax in axes.flat[len(ordered):]:
+            ax.axis("off")
+        fig.supxlabel("epoch")
+        fig.suptitle("Training loss (blue, left axis) and collapse diagnostic\n"
+                     "std(z/|z|) x sqrt(d) (orange, right axis: 1 healthy, 0 collapsed)")
+        fig.tight_layout()
+        return save_figure(fig, stem)
+
+
+def write_methods(runs: dict[str, ImageRun], out: Path) -> list[Path]:
+    """The comparison figure and table and the curves figure of ``runs``."""
+    out = Path(out)
+    header, rows = method_rows(runs)
+    return (plot_methods(runs, out / "method_comparison") + save_table(out / "method_comparison", header, rows)
+            + plot_curves(runs, out / "method_curves"))

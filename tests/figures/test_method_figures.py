@@ -1,0 +1,89 @@
+"""The method comparison, curves, lambda sweep and SimSiam ablation: values from the run files,
+clear errors when runs are missing, byte-identical reruns."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from selfsup.errors import DataError
+from selfsup.figures.methods import method_rows, write_methods
+from selfsup.figures.runs import defaults_only, read_run, read_runs
+from selfsup.figures.sweeps import lambda_rows, lambda_sweep, stop_gradient_pair, stop_gradient_rows, write_sweeps
+
+
+def _digests(paths: list[Path]) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+
+
+@pytest.fixture
+def runs(tmp_path: Path, make_run) -> Path:
+    root = tmp_path / "runs"
+    make_run(root, "simclr", 0.40, 0.35, knobs={"temperature": 0.2})
+    make_run(root, "barlow", 0.30, 0.20, knobs={"lambda": 0.005})
+    make_run(root, "barlow-lambda0.5", 0.10, 0.12, knobs={"lambda": 0.5})
+    make_run(root, "barlow-lambda0.0005", 0.25, 0.22, knobs={"lambda": 0.0005})
+    make_run(root, "simsiam", 0.28, 0.21, knobs={"stop_gradient": True}, collapse=(0.10, 0.11), dim=100)
+    make_run(root, "simsiam-no_stop_gradient", 0.11, 0.10, knobs={"stop_gradient": False},
+             collapse=(0.05, 0.0), dim=100, losses=(-0.5, -1.0))
+    return root
+
+
+def test_method_rows_rank_by_linear_probe_with_gains_over_the_random_backbone(runs: Path) -> None:
+    defaults = defaults_only(read_runs(runs))
+    assert sorted(defaults) == ["barlow", "simclr", "simsiam"]
+    header, rows = method_rows(defaults)
+    assert header[:7] == ["method", "linear %", "kNN %", "random linear %", "random kNN %", "gain linear", "gain kNN"]
+    assert [r[0] for r in rows] == ["simclr", "barlow", "simsiam"]
+    assert rows[0][1:9] == ["40.0", "35.0", "15.0", "17.0", "+25.0", "+18.0", "0.64", "4"]
+
+
+def test_embedding_dim_comes_from_the_two_forms_of_the_collapse_diagnostic(runs: Path) -> None:
+    all_runs = read_runs(runs)
+    assert all_runs["simclr"].embedding_dim == 64
+    assert all_runs["simsiam"].embedding_dim == 100
+    assert all_runs["simsiam-no_stop_gradient"].embedding_dim == 100  # std 0: the projector's out_dim
+
+
+def test_lambda_sweep_orders_barlow_runs_by_their_resolved_lambda(runs: Path) -> None:
+    sweep = lambda_sweep(read_runs(runs))
+    assert [r.name for r in sweep] == ["barlow-lambda0.0005", "barlow", "barlow-lambda0.5"]
+    _, rows = lambda_rows(sweep)
+    assert [r[:4] for r in rows] == [["0.0005", "barlow-lambda0.0005", "25.0", "22.0"],
+                                     ["0.005", "barlow", "30.0", "20.0"], ["0.5", "barlow-lambda0.5", "10.0", "12.0"]]
+
+
+def test_simsiam_pair_is_told_apart_by_the_stop_gradient_in_its_config(runs: Path) -> None:
+    with_sg, without = stop_gradient_pair(read_runs(runs))
+    assert (with_sg.name, without.name) == ("simsiam", "simsiam-no_stop_gradient")
+    _, rows = stop_gradient_rows((with_sg, without))
+    assert rows[0][:4] == ["with stop-gradient", "28.0", "21.0", "1.100"]
+    assert rows[1][:4] == ["without stop-gradient", "11.0", "10.0", "0.000"]
+
+
+def test_every_figure_is_byte_identical_when_written_twice(runs: Path, tmp_path: Path) -> None:
+    def write(out: Path) -> list[Path]:
+        all_runs = read_runs(runs)
+        return write_methods(defaults_only(all_runs), out) + write_sweeps(all_runs, out)
+
+    first = _digests(write(tmp_path / "a"))
+    assert sorted(first) == sorted(f"{stem}.{ext}" for stem, exts in (
+        ("method_comparison", ("png", "svg", "csv", "md")), ("method_curves", ("png", "svg")),
+        ("barlow_lambda", ("png", "svg", "csv", "md")), ("simsiam_stop_gradient", ("png", "svg", "csv", "md")))
+        for ext in exts)
+    assert first == _digests(write(tmp_path / "b"))
+
+
+def test_missing_runs_and_files_are_clear_errors(tmp_path: Path, make_run) -> None:
+    with pytest.raises(DataError, match="no <run>/evaluate/metrics.json under"):
+        read_runs(tmp_path)
+    folder = make_run(tmp_path, "moco", 0.2, 0.2)
+    (folder / "pretrain" / "history.csv").unlink()
+    with pytest.raises(DataError, match="history.csv is missing; run `dvc repro"):
+        read_run(folder / "pretrain", folder / "evaluate")
+    make_run(tmp_path / "two", "simsiam", 0.2, 0.2, knobs={"stop_gradient": True})
+    make_run(tmp_path / "two", "simsiam-again", 0.2, 0.2, knobs={"stop_gradient": True})
+    with pytest.raises(DataError, match="one with false, found 2 and 0"):
+        stop_gradient_pair(read_runs(tmp_path / "two"))

@@ -267,3 +267,12 @@ def test_a_terminated_stage_marks_its_run_killed_and_keeps_its_checkpoint(projec
     assert run.info.status == "KILLED"
     assert not (project / "out" / "model.pt").exists()
     assert not [p for p in (project / "ck").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_an_image_run_logs_its_knobs_but_not_the_video_sections() -> None:
+    from selfsup.config import load_config
+    from selfsup.pretrain import image_params
+
+    params = image_params(load_config(overrides={"method": "barlow", "lambda": 0.05}))
+    assert params["method"] == "barlow" and params["lambda"] == 0.05 and "views.size" in params
+    assert not [k for k in params if k.split(".")[0] in ("video", "elo", "zipf", "search")]

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -41,6 +42,15 @@ def save_model(path: Path, method: Method, cfg: Config) -> None:
     atomic_write(path, lambda f: torch.save(state, f))
 
 
+VIDEO_SECTIONS = ("video", "elo", "zipf", "search")
+
+
+def image_params(cfg: Config) -> dict[str, Any]:
+    """The resolved config an image run logs to MLflow: everything but the video branch's sections,
+    so the compare view lines runs up on the knobs that shaped them."""
+    return {k: v for k, v in cfg.flat().items() if k.split(".")[0] not in VIDEO_SECTIONS}
+
+
 def pretrain(cfg: Config, data_dir: Path, out_dir: Path, checkpoint_dir: Path, track: bool = True,
              backgrounds_dir: Path | None = None, tags: dict[str, str] | None = None) -> dict:
     """Pretrain ``cfg.method`` on the prepared dataset; returns the final metrics.
@@ -57,7 +67,7 @@ def pretrain(cfg: Config, data_dir: Path, out_dir: Path, checkpoint_dir: Path, t
             tracker = Tracker.attach(trainer.run_id)
         else:
             tracker = Tracker.start({**run_tags(cfg, "pretrain"), **(tags or {})})
-            tracker.log_params(cfg.flat())
+            tracker.log_params(image_params(cfg))
         trainer.run_id = tracker.run_id
         trainer.tracker = tracker
     if resumed:

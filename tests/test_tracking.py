@@ -254,7 +254,8 @@ def test_a_terminated_stage_marks_its_run_killed_and_keeps_its_checkpoint(projec
     write_params(project, method="simclr", **{**TINY_RUN, "epochs": 200})
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
     proc = subprocess.Popen([sys.executable, str(REPO / "stages" / "pretrain.py"), "--data", str(project / "data"),
-                             "--out", str(project / "out"), "--checkpoints", str(project / "ck")],
+                             "--out", str(project / "out"), "--checkpoints", str(project / "ck"),
+                             "--tag", "figure=method_comparison", "--tag", "run=simclr-long"],
                             cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not (project / "ck" / "last.pt").exists() and time.time() < deadline:
@@ -265,6 +266,7 @@ def test_a_terminated_stage_marks_its_run_killed_and_keeps_its_checkpoint(projec
     (run,) = MlflowClient(env["MLFLOW_TRACKING_URI"]).search_runs(
         [e.experiment_id for e in MlflowClient(env["MLFLOW_TRACKING_URI"]).search_experiments()])
     assert run.info.status == "KILLED"
+    assert run.info.run_name == "simclr-long" and run.data.tags["figure"] == "method_comparison"
     assert not (project / "out" / "model.pt").exists()
     assert not [p for p in (project / "ck").iterdir() if p.name.endswith(".tmp")]
 

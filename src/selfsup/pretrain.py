@@ -56,7 +56,8 @@ def pretrain(cfg: Config, data_dir: Path, out_dir: Path, checkpoint_dir: Path, t
     """Pretrain ``cfg.method`` on the prepared dataset; returns the final metrics.
 
     ``backgrounds_dir`` is the ``backgrounds`` stage's bank, read when ``views.background`` is on;
-    ``tags`` are added to the MLflow run's (e.g. ``figure`` for runs of the paper pipeline).
+    ``tags`` are added to the MLflow run's (e.g. ``figure`` for runs of the paper pipeline); a ``run``
+    tag also names the MLflow run, so the compare view shows ``barlow-lambda0.05``, not a random name.
     """
     out_dir = Path(out_dir)
     trainer = Trainer(cfg, data_dir, checkpoint_dir, backgrounds_dir=backgrounds_dir)
@@ -66,7 +67,8 @@ def pretrain(cfg: Config, data_dir: Path, out_dir: Path, checkpoint_dir: Path, t
         if trainer.run_id:
             tracker = Tracker.attach(trainer.run_id)
         else:
-            tracker = Tracker.start({**run_tags(cfg, "pretrain"), **(tags or {})})
+            tags = {**run_tags(cfg, "pretrain"), **(tags or {})}
+            tracker = Tracker.start(tags, run_name=tags.get("run"))
             tracker.log_params(image_params(cfg))
         trainer.run_id = tracker.run_id
         trainer.tracker = tracker

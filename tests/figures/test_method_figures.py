@@ -59,8 +59,8 @@ def test_simsiam_pair_is_told_apart_by_the_stop_gradient_in_its_config(runs: Pat
     with_sg, without = stop_gradient_pair(read_runs(runs))
     assert (with_sg.name, without.name) == ("simsiam", "simsiam-no_stop_gradient")
     _, rows = stop_gradient_rows((with_sg, without))
-    assert rows[0][:4] == ["with stop-gradient", "28.0", "21.0", "1.100"]
-    assert rows[1][:4] == ["without stop-gradient", "11.0", "10.0", "0.000"]
+    assert rows[0] == ["with stop-gradient", "28.0", "21.0", "15.0", "17.0", "1.100", "4.0000"]
+    assert rows[1] == ["without stop-gradient", "11.0", "10.0", "15.0", "17.0", "0.000", "-1.0000"]
 
 
 def test_every_figure_is_byte_identical_when_written_twice(runs: Path, tmp_path: Path) -> None:

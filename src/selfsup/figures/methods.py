@@ -37,23 +37,23 @@ def method_rows(runs: dict[str, ImageRun]) -> tuple[list[str], list[list[str]]]:
 
 
 def plot_methods(runs: dict[str, ImageRun], stem: Path) -> list[Path]:
-    """Horizontal bars of linear and kNN accuracy per method, the random backbone as a line."""
+    """Horizontal bars of linear and kNN accuracy per method, each with its own random extractor as a tick."""
     ordered = sorted(runs.values(), key=lambda r: (r.evaluation["linear_top1"], r.name))
     y = np.arange(len(ordered))
-    first = ordered[0].evaluation
     dataset = ordered[0].config["dataset"]
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, 2, figsize=(9, 0.3 * len(ordered) + 1.4), sharey=True)
         for ax, key, title in zip(axes, ("linear_top1", "knn_top1"), ("linear probe", "kNN"), strict=True):
-            ax.barh(y, [100 * r.evaluation[key] for r in ordered], color="C0")
-            ax.axvline(100 * first[f"random_{key}"], color="black", linestyle="--", linewidth=1.5,
-                       label="random backbone" if key == "linear_top1" else None)
+            ax.barh(y, [100 * r.evaluation[key] for r in ordered], color="C0", label="pretrained")
+            ax.scatter([100 * r.evaluation[f"random_{key}"] for r in ordered], y, marker="|", s=220,
+                       color="black", zorder=3, label="same extractor, random init")
             ax.set(yticks=y, yticklabels=[r.name for r in ordered], xlabel="top-1 on the test split (%)",
                    title=title)
             ax.grid(axis="x", alpha=0.3)
+        handles, labels = axes[0].get_legend_handles_labels()
         fig.suptitle(f"Frozen features of every method ({dataset}, {ordered[0].train['epochs']} epochs)")
-        fig.legend(loc="upper right", frameon=False)
-        fig.tight_layout()
+        fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False, bbox_to_anchor=(0.5, 0.0))
+        fig.tight_layout(rect=(0, 0.06, 1, 1))
         return save_figure(fig, stem)
 
 

@@ -64,11 +64,13 @@ def stop_gradient_pair(runs: dict[str, ImageRun]) -> tuple[ImageRun, ImageRun]:
 
 
 def stop_gradient_rows(pair: tuple[ImageRun, ImageRun]) -> tuple[list[str], list[list[str]]]:
-    header = ["SimSiam", "linear %", "kNN %", "collapse std x sqrt(d)", "1/sqrt(d) x sqrt(d)", "final loss"]
+    header = ["SimSiam", "linear %", "kNN %", "random linear %", "random kNN %", "collapse std x sqrt(d)",
+              "final loss (-1: every pair identical)"]
     rows = []
     for label, r in zip(("with stop-gradient", "without stop-gradient"), pair, strict=True):
-        rows.append([label, _pct(r.evaluation["linear_top1"]), _pct(r.evaluation["knn_top1"]),
-                     f"{r.train['collapse_std_x_sqrt_d']:.3f}", "1", f"{r.train['loss']:.4f}"])
+        e = r.evaluation
+        rows.append([label, _pct(e["linear_top1"]), _pct(e["knn_top1"]), _pct(e["random_linear_top1"]),
+                     _pct(e["random_knn_top1"]), f"{r.train['collapse_std_x_sqrt_d']:.3f}", f"{r.train['loss']:.4f}"])
     return header, rows
 
 
@@ -89,10 +91,12 @@ def plot_stop_gradient(pair: tuple[ImageRun, ImageRun], stem: Path) -> list[Path
                        0.35, label=f"{label} stop-gradient")
         ax_acc.scatter(x, [100 * pair[0].evaluation["random_linear_top1"], 100 * pair[0].evaluation["random_knn_top1"]],
                        marker="_", s=900, color="black", zorder=3, label="random backbone")
-        ax_acc.set(xticks=x, xticklabels=["linear probe", "kNN"], ylabel="top-1 (%)", title="frozen features")
+        top = max(100 * max(r.evaluation["linear_top1"], r.evaluation["knn_top1"]) for r in pair)
+        ax_acc.set(xticks=x, xticklabels=["linear probe", "kNN"], ylabel="top-1 (%)", title="frozen features",
+                   ylim=(0, 1.45 * top))
         for ax in (ax_loss, ax_std, ax_acc):
             ax.grid(alpha=0.3)
-            ax.legend(frameon=False, fontsize=7)
+            ax.legend(frameon=False, fontsize=7, loc="upper right" if ax is ax_acc else "best")
         fig.suptitle("SimSiam: the stop-gradient prevents collapse")
         fig.tight_layout()
         return save_figure(fig, stem)

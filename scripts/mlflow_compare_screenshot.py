@@ -79,7 +79,7 @@ def main() -> None:
         wait_for_server(url)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=args.chromium, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1500, "height": 1500})
+            page = browser.new_page(viewport={"width": 1600, "height": 1020})
             page.goto(f"{url}/#/compare-runs?runs={json.dumps(ids)}&experiments={json.dumps([experiment.experiment_id])}")
             page.get_by_text("Parallel Coordinates Plot").wait_for(timeout=60_000)
             page.wait_for_timeout(2000)
@@ -89,7 +89,6 @@ def main() -> None:
             page.get_by_text("Clear All").click()
             choose(page, 0, args.params)
             choose(page, 1, args.metrics)
-            page.get_by_text("Show diff only").click()
             page.mouse.click(5, 5)
             page.wait_for_timeout(1500)
             args.out.parent.mkdir(parents=True, exist_ok=True)

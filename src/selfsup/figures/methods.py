@@ -42,7 +42,7 @@ def plot_methods(runs: dict[str, ImageRun], stem: Path) -> list[Path]:
     y = np.arange(len(ordered))
     dataset = ordered[0].config["dataset"]
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, 2, figsize=(9, 0.3 * len(ordered) + 1.4), sharey=True)
+        fig, axes = plt.subplots(1, 2, figsize=(9, max(0.3 * len(ordered) + 1.6, 2.8)), sharey=True)
         for ax, key, title in zip(axes, ("linear_top1", "knn_top1"), ("linear probe", "kNN"), strict=True):
             ax.barh(y, [100 * r.evaluation[key] for r in ordered], color="C0", label="pretrained")
             ax.scatter([100 * r.evaluation[f"random_{key}"] for r in ordered], y, marker="|", s=220,
@@ -51,7 +51,8 @@ def plot_methods(runs: dict[str, ImageRun], stem: Path) -> list[Path]:
                    title=title)
             ax.grid(axis="x", alpha=0.3)
         handles, labels = axes[0].get_legend_handles_labels()
-        fig.suptitle(f"Frozen features of every method ({dataset}, {ordered[0].train['epochs']} epochs)")
+        fig.suptitle(f"Frozen features against the same extractor randomly initialised ({dataset}, "
+                     f"{ordered[0].train['epochs']} epochs)")
         fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False, bbox_to_anchor=(0.5, 0.0))
         fig.tight_layout(rect=(0, 0.06, 1, 1))
         return save_figure(fig, stem)
@@ -63,7 +64,8 @@ def plot_curves(runs: dict[str, ImageRun], stem: Path) -> list[Path]:
     ncols = min(5, len(ordered))
     nrows = -(-len(ordered) // ncols)
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols + 0.6, 2.1 * nrows + 0.6), squeeze=False)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(max(2.6 * ncols + 0.6, 6.5), 2.1 * nrows + 0.9),
+                                 squeeze=False)
         for ax, run in zip(axes.flat, ordered, strict=False):
             epochs = [row["epoch"] for row in run.history]
             ax.plot(epochs, [row["loss"] for row in run.history], color="C0")

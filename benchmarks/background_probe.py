@@ -1,0 +1,105 @@
+"""How much of each method's frozen features is the background photo, and how much the digit.
+
+digits-bg pastes each digit on one of ``background_pool`` photo crops (64 per split), and both
+views of an image share that crop. This probe asks the frozen backbone of each pretrained run two
+questions on the training images, with a linear probe and kNN trained on one half of the digit
+scans and tested on the other half (scan-disjoint, so a digit scan is never in both):
+
+- which background crop is this (64 classes, chance 1.6%)?
+- which digit is this (10 classes, chance 10%)?
+
+The background identity of every image is recovered by rebuilding the dataset from its seed and
+recording which crop each composite drew; the rebuilt images are checked against the prepared
+ones byte for byte first.
+
+    python benchmarks/background_probe.py --runs results/paper/runs --names simclr,byol,moco
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import selfsup.data.digits_bg as digits_bg
+from selfsup.augment.views import EvalTransform
+from selfsup.config import load_config
+from selfsup.data.store import load_meta, load_split
+from selfsup.eval.evaluate import load_model, probe
+from selfsup.eval.features import extract_features
+
+
+class _Recorder:
+    """Wraps the background pool so the index each composite draws is recorded; draws are unchanged."""
+
+    def __init__(self, pool: np.ndarray, drawn: list[int]) -> None:
+        self.pool, self.drawn = pool, drawn
+
+    def __len__(self) -> int:
+        return len(self.pool)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        self.drawn.append(int(index))
+        return self.pool[index]
+
+
+def background_ids(data_dir: Path, params: Path) -> np.ndarray:
+    """The background-crop index of every training image of the prepared digits-bg in ``data_dir``."""
+    cfg = load_config(params)
+    drawn: list[int] = []
+    original = digits_bg._composite
+
+    def recording(scan, backgrounds, rng, spec):
+        return original(scan, _Recorder(backgrounds, drawn), rng, spec)
+
+    digits_bg._composite = recording
+    try:
+        splits = digits_bg.build_digits_bg(cfg.seed, cfg.data.digits_bg)
+    finally:
+        digits_bg._composite = original
+    train = load_split(data_dir, "train", mmap=False)
+    if not np.array_equal(splits["train"].images, train.images):
+        raise SystemExit(f"the rebuilt digits-bg differs from {data_dir}: prepare it with this params file")
+    return np.asarray(drawn[: len(train.images)])
+
+
+def probe_run(model: Path | None, random_from: Path, data_dir: Path, bg: np.ndarray) -> dict[str, float]:
+    """Background and digit accuracy of a run's frozen extractor (``model=None``: randomly initialised)."""
+    extractor, view_size, cfg = load_model(model or random_from, random_init=model is None)
+    meta = load_meta(data_dir)
+    train = load_split(data_dir, "train", mmap=False)
+    feats = extract_features(extractor, train.images, EvalTransform(view_size, meta["mean"], meta["std"]),
+                             torch.device("cpu"), cfg.eval.batch_size)
+    scans = np.unique(train.source_ids)
+    first = np.isin(train.source_ids, np.random.default_rng(0).permutation(scans)[: len(scans) // 2])
+    a, b = torch.from_numpy(np.flatnonzero(first)), torch.from_numpy(np.flatnonzero(~first))
+    background = probe(feats[a], bg[a.numpy()], feats[b], bg[b.numpy()], int(bg.max()) + 1, cfg)
+    digit = probe(feats[a], train.labels[a.numpy()], feats[b], train.labels[b.numpy()], len(meta["classes"]), cfg)
+    return {"bg_linear": background["linear_top1"], "bg_knn": background["knn_top1"],
+            "digit_linear": digit["linear_top1"], "digit_knn": digit["knn_top1"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=Path, default=Path("results/paper/runs"))
+    parser.add_argument("--names", default="simclr,invaspread,instdisc,moco,byol,simsiam,barlow,swav,dino")
+    parser.add_argument("--data", type=Path, default=Path("data/images"))
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args()
+    bg = background_ids(args.data, args.params)
+    names = args.names.split(",")
+    rows = [("random init (small CNN)", probe_run(None, args.runs / names[0] / "pretrain" / "model.pt", args.data, bg))]
+    for name in names:
+        rows.append((name, probe_run(args.runs / name / "pretrain" / "model.pt", None, args.data, bg)))
+        print(f"{name}: {rows[-1][1]}", flush=True)
+    print("\n| frozen backbone | background linear % | background kNN % | digit linear % | digit kNN % |")
+    print("|---|---|---|---|---|")
+    for name, m in rows:
+        print(f"| {name} | {100 * m['bg_linear']:.1f} | {100 * m['bg_knn']:.1f} | {100 * m['digit_linear']:.1f} "
+              f"| {100 * m['digit_knn']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

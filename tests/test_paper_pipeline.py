@@ -1,0 +1,54 @@
+"""The paper pipeline resolves (vars, foreach, the scale file) into every run of every figure,
+with the overrides each run is meant to have; read through DVC's own parser, nothing runs."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+import yaml
+from dvc.repo import Repo
+
+from conftest import REPO
+
+METHODS = ("barlow", "byol", "cmc", "cpc", "dim", "dino", "instdisc", "invaspread", "moco", "mocov1", "mocov3",
+           "simclr", "simclrv2", "simsiam", "swav")
+
+
+@pytest.fixture(scope="module")
+def stages() -> dict[str, object]:
+    with Repo(str(REPO)) as repo:
+        return {s.addressing.removeprefix("pipelines/paper/dvc.yaml:"): s for s in repo.index.stages
+                if s.addressing.startswith("pipelines/paper/")}
+
+
+def overrides(cmd: str) -> dict[str, str]:
+    words = shlex.split(cmd)
+    return dict(words[i + 1].split("=", 1) for i, w in enumerate(words) if w in ("-S", "--tag"))
+
+
+def test_every_method_has_a_run_and_an_evaluation(stages: dict) -> None:
+    for method in METHODS:
+        assert overrides(stages[f"pretrain@{method}"].cmd)["method"] == method
+        assert f"results/paper/runs/{method}/pretrain/model.pt" in stages[f"evaluate@{method}"].cmd
+
+
+def test_each_study_changes_one_thing_at_the_scale_files_budget(stages: dict) -> None:
+    epochs = str(yaml.safe_load((REPO / "pipelines/paper/scale.yaml").read_text())["scale"]["epochs"])
+    lambdas = {k: overrides(s.cmd).get("lambda") for k, s in stages.items() if k.startswith("pretrain@barlow")}
+    assert lambdas == {"pretrain@barlow": None, "pretrain@barlow-lambda0.0005": "0.0005",
+                       "pretrain@barlow-lambda0.05": "0.05", "pretrain@barlow-lambda0.5": "0.5"}
+    assert overrides(stages["pretrain@simsiam-no_stop_gradient"].cmd)["stop_gradient"] == "false"
+    ablation = overrides(stages["pretrain@moco-bg_ground_truth"].cmd)
+    assert ablation["views.background.random"] == "0.3" and ablation["figure"] == "background_ablation"
+    assert "--backgrounds results/paper/backgrounds/ground_truth" in stages["pretrain@moco-bg_ground_truth"].cmd
+    for name, stage in stages.items():
+        if name.startswith("pretrain@"):
+            assert overrides(stage.cmd)["epochs"] == epochs and overrides(stage.cmd)["run"] == name[9:]
+
+
+def test_figures_read_every_grid(stages: dict) -> None:
+    assert {"search@cmaes-s2", "search@random-s0", "elo_pretrain@distill", "figures"} <= set(stages)
+    deps = {str(d) for d in stages["figures"].deps}
+    assert {"results/paper/runs", "results/paper/search/random-s2/trials.csv",
+            "results/paper/elo/full/evaluate"} <= deps

@@ -26,7 +26,7 @@ import torch
 import selfsup.data.digits_bg as digits_bg
 from selfsup.augment.views import EvalTransform
 from selfsup.config import load_config
-from selfsup.data.store import load_meta, load_split
+from selfsup.data.store import ImageSplit, load_meta, load_split
 from selfsup.eval.evaluate import load_model, probe
 from selfsup.eval.features import extract_features
 
@@ -45,8 +45,8 @@ class _Recorder:
         return self.pool[index]
 
 
-def background_ids(data_dir: Path, params: Path) -> np.ndarray:
-    """The background-crop index of every training image of the prepared digits-bg in ``data_dir``."""
+def background_ids(train: ImageSplit, params: Path) -> np.ndarray:
+    """The background-crop index of every image of ``train``, the prepared digits-bg training split."""
     cfg = load_config(params)
     drawn: list[int] = []
     original = digits_bg._composite
@@ -59,17 +59,14 @@ def background_ids(data_dir: Path, params: Path) -> np.ndarray:
         splits = digits_bg.build_digits_bg(cfg.seed, cfg.data.digits_bg)
     finally:
         digits_bg._composite = original
-    train = load_split(data_dir, "train", mmap=False)
     if not np.array_equal(splits["train"].images, train.images):
-        raise SystemExit(f"the rebuilt digits-bg differs from {data_dir}: prepare it with this params file")
+        raise SystemExit("the rebuilt digits-bg differs from the prepared one: prepare it with this params file")
     return np.asarray(drawn[: len(train.images)])
 
 
-def probe_run(model: Path | None, random_from: Path, data_dir: Path, bg: np.ndarray) -> dict[str, float]:
-    """Background and digit accuracy of a run's frozen extractor (``model=None``: randomly initialised)."""
-    extractor, view_size, cfg = load_model(model or random_from, random_init=model is None)
-    meta = load_meta(data_dir)
-    train = load_split(data_dir, "train", mmap=False)
+def probe_run(model: Path, random_init: bool, train: ImageSplit, meta: dict, bg: np.ndarray) -> dict[str, float]:
+    """Background and digit accuracy of a run's frozen extractor (or of the same one randomly initialised)."""
+    extractor, view_size, cfg = load_model(model, random_init=random_init)
     feats = extract_features(extractor, train.images, EvalTransform(view_size, meta["mean"], meta["std"]),
                              torch.device("cpu"), cfg.eval.batch_size)
     scans = np.unique(train.source_ids)
@@ -88,11 +85,13 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("data/images"))
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
-    bg = background_ids(args.data, args.params)
+    train, meta = load_split(args.data, "train", mmap=False), load_meta(args.data)
+    bg = background_ids(train, args.params)
     names = args.names.split(",")
-    rows = [("random init (small CNN)", probe_run(None, args.runs / names[0] / "pretrain" / "model.pt", args.data, bg))]
+    model = {name: args.runs / name / "pretrain" / "model.pt" for name in names}
+    rows = [("random init (small CNN)", probe_run(model[names[0]], True, train, meta, bg))]
     for name in names:
-        rows.append((name, probe_run(args.runs / name / "pretrain" / "model.pt", None, args.data, bg)))
+        rows.append((name, probe_run(model[name], False, train, meta, bg)))
         print(f"{name}: {rows[-1][1]}", flush=True)
     print("\n| frozen backbone | background linear % | background kNN % | digit linear % | digit kNN % |")
     print("|---|---|---|---|---|")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from selfsup.errors import DataError
-from selfsup.figures.elo import elo_rows, read_elo_variants, write_elo
+from selfsup.figures.elo import elo_folders, elo_rows, read_elo_variants, write_elo
 from selfsup.figures.search import best_so_far, read_studies, search_rows, write_search, zipf_vs_accuracy
 
 
@@ -39,7 +39,7 @@ def _study(root: Path, name: str, values: list[float]) -> None:
 def test_elo_table_orders_variants_and_reports_zipf(tmp_path: Path) -> None:
     _elo(tmp_path, "full", 0.9, 0.8, 0.05)
     _elo(tmp_path, "rgb_only", 0.5, 0.4, 0.12)
-    header, rows = elo_rows(read_elo_variants(tmp_path))
+    header, rows = elo_rows(read_elo_variants(elo_folders(tmp_path)))
     assert header[:4] == ["variant", "linear %", "kNN %", "Zipf-KL"]
     assert rows == [["RGB tasks only", "50.0", "40.0", "0.1200", "20.0", "15.0", "0.3000"],
                     ["+ multi-modal tasks (default)", "90.0", "80.0", "0.0500", "20.0", "15.0", "0.3000"]]
@@ -75,7 +75,7 @@ def test_main_dag_forms_one_study_and_one_elo_folder(tmp_path: Path) -> None:
     assert list(studies) == [("search", 0)] and best_so_far(studies["search", 0]).tolist() == [0.4, 0.2, 0.2]
     _elo(tmp_path / "elo", "x", 0.7, 0.6, 0.1)
     single = tmp_path / "elo" / "x" / "evaluate"
-    assert list(read_elo_variants(single)) == ["searched"]
+    assert list(read_elo_variants(elo_folders(single))) == ["searched"]
     written = write_search(tmp_path / "search", tmp_path / "out") + write_elo(single, tmp_path / "out")
     names = sorted(p.name for p in written)
     assert "search_progress.png" in names and "elo_cluster_masses.svg" in names

@@ -22,8 +22,8 @@ def read_ablation(runs: dict[str, ImageRun]) -> dict[tuple[str, str], dict]:
     methods = {r.method for r in runs.values() if r.variant.startswith("bg_")}
     table = {}
     for run in runs.values():
-        variant = "none" if not run.variant else run.variant.removeprefix("bg_")
-        if run.method in methods and variant in VARIANT_ORDER and (not run.variant or run.variant.startswith("bg_")):
+        variant = run.variant.removeprefix("bg_") if run.variant.startswith("bg_") else run.variant or "none"
+        if run.method in methods and variant in VARIANT_ORDER:
             table[run.method, variant] = run.evaluation
     return table
 

@@ -33,8 +33,9 @@ def elo_folders(root: Path) -> dict[str, Path]:
     return dict(sorted(folders.items(), key=lambda kv: (ORDER.index(kv[0]) if kv[0] in ORDER else len(ORDER), kv[0])))
 
 
-def read_elo_variants(root: Path) -> dict[str, dict]:
-    return {v: json.loads((folder / "metrics.json").read_text()) for v, folder in elo_folders(root).items()}
+def read_elo_variants(folders: dict[str, Path]) -> dict[str, dict]:
+    """``{variant: metrics}`` of the folders :func:`elo_folders` found."""
+    return {v: json.loads((folder / "metrics.json").read_text()) for v, folder in folders.items()}
 
 
 def elo_rows(runs: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
@@ -66,8 +67,8 @@ def plot_elo(runs: dict[str, dict], stem: Path) -> list[Path]:
         return save_figure(fig, stem)
 
 
-def plot_cluster_masses(root: Path, stem: Path) -> list[Path]:
-    clusters = {v: json.loads((folder / "clusters.json").read_text()) for v, folder in elo_folders(root).items()}
+def plot_cluster_masses(folders: dict[str, Path], stem: Path) -> list[Path]:
+    clusters = {v: json.loads((folder / "clusters.json").read_text()) for v, folder in folders.items()}
     first = next(iter(clusters.values()))
     rank = np.arange(1, first["k"] + 1)
     with plt.rc_context(STYLE):
@@ -85,7 +86,8 @@ def plot_cluster_masses(root: Path, stem: Path) -> list[Path]:
 
 
 def write_elo(root: Path, out: Path) -> list[Path]:
-    runs = read_elo_variants(root)
+    folders = elo_folders(root)
+    runs = read_elo_variants(folders)
     stem = Path(out) / "elo_distillation"
     return (plot_elo(runs, stem) + save_table(stem, *elo_rows(runs))
-            + plot_cluster_masses(root, Path(out) / "elo_cluster_masses"))
+            + plot_cluster_masses(folders, Path(out) / "elo_cluster_masses"))

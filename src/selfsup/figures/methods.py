@@ -13,12 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from selfsup.figures.render import STYLE, plt, save_figure, save_table
+from selfsup.figures.render import STYLE, percent, plt, save_figure, save_table
 from selfsup.figures.runs import ImageRun
-
-
-def _pct(value: float) -> str:
-    return f"{100 * value:.1f}"
 
 
 def method_rows(runs: dict[str, ImageRun]) -> tuple[list[str], list[list[str]]]:
@@ -28,8 +24,8 @@ def method_rows(runs: dict[str, ImageRun]) -> tuple[list[str], list[list[str]]]:
     rows = []
     for run in sorted(runs.values(), key=lambda r: (-r.evaluation["linear_top1"], r.name)):
         e = run.evaluation
-        rows.append([run.name, _pct(e["linear_top1"]), _pct(e["knn_top1"]), _pct(e["random_linear_top1"]),
-                     _pct(e["random_knn_top1"]), f"{100 * (e['linear_top1'] - e['random_linear_top1']):+.1f}",
+        rows.append([run.name, percent(e["linear_top1"]), percent(e["knn_top1"]), percent(e["random_linear_top1"]),
+                     percent(e["random_knn_top1"]), f"{100 * (e['linear_top1'] - e['random_linear_top1']):+.1f}",
                      f"{100 * (e['knn_top1'] - e['random_knn_top1']):+.1f}",
                      f"{run.train['collapse_std_x_sqrt_d']:.2f}", f"{run.train['loss']:.4g}",
                      str(run.train["epochs"])])

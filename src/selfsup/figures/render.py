@@ -31,6 +31,11 @@ def save_figure(fig: plt.Figure, stem: Path, formats: tuple[str, ...] = ("png", 
     return paths
 
 
+def percent(fraction: float) -> str:
+    """A fraction as a table cell in percent with one decimal: 0.4321 -> "43.2"."""
+    return f"{100 * fraction:.1f}"
+
+
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]

@@ -21,13 +21,13 @@ def read_studies(root: Path) -> dict[tuple[str, int], list[dict]]:
     """``{(sampler, seed): completed trials in order}`` from ``root/<sampler>-s<seed>/trials.csv``,
     or ``{("search", 0): ...}`` from ``root/trials.csv``."""
     root = Path(root)
-    single = root / "trials.csv"
-    paths = {("search", 0): single} if single.is_file() else {}
-    for path in [] if paths else sorted(root.glob("*/trials.csv")):
-        sampler, sep, seed = path.parent.name.rpartition("-s")
-        if not sep or not seed.isdigit():
-            raise DataError(f"{path}: study folders must be named <sampler>-s<seed>")
-        paths[sampler, int(seed)] = path
+    paths = {("search", 0): root / "trials.csv"} if (root / "trials.csv").is_file() else {}
+    if not paths:
+        for path in sorted(root.glob("*/trials.csv")):
+            sampler, sep, seed = path.parent.name.rpartition("-s")
+            if not sep or not seed.isdigit():
+                raise DataError(f"{path}: study folders must be named <sampler>-s<seed>")
+            paths[sampler, int(seed)] = path
     studies = {}
     for key, path in paths.items():
         with path.open() as f:

@@ -13,12 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from selfsup.errors import DataError
-from selfsup.figures.render import STYLE, plt, save_figure, save_table
+from selfsup.figures.render import STYLE, percent, plt, save_figure, save_table
 from selfsup.figures.runs import ImageRun
-
-
-def _pct(value: float) -> str:
-    return f"{100 * value:.1f}"
 
 
 def lambda_sweep(runs: dict[str, ImageRun]) -> list[ImageRun]:
@@ -31,8 +27,8 @@ def lambda_sweep(runs: dict[str, ImageRun]) -> list[ImageRun]:
 
 def lambda_rows(sweep: list[ImageRun]) -> tuple[list[str], list[list[str]]]:
     header = ["lambda", "run", "linear %", "kNN %", "collapse std x sqrt(d)", "final loss"]
-    return header, [[f"{r.config['lambda']:g}", r.name, _pct(r.evaluation["linear_top1"]),
-                     _pct(r.evaluation["knn_top1"]), f"{r.train['collapse_std_x_sqrt_d']:.2f}",
+    return header, [[f"{r.config['lambda']:g}", r.name, percent(r.evaluation["linear_top1"]),
+                     percent(r.evaluation["knn_top1"]), f"{r.train['collapse_std_x_sqrt_d']:.2f}",
                      f"{r.train['loss']:.4g}"] for r in sweep]
 
 
@@ -69,8 +65,8 @@ def stop_gradient_rows(pair: tuple[ImageRun, ImageRun]) -> tuple[list[str], list
     rows = []
     for label, r in zip(("with stop-gradient", "without stop-gradient"), pair, strict=True):
         e = r.evaluation
-        rows.append([label, _pct(e["linear_top1"]), _pct(e["knn_top1"]), _pct(e["random_linear_top1"]),
-                     _pct(e["random_knn_top1"]), f"{r.train['collapse_std_x_sqrt_d']:.3f}", f"{r.train['loss']:.4f}"])
+        accuracies = [percent(e[k]) for k in ("linear_top1", "knn_top1", "random_linear_top1", "random_knn_top1")]
+        rows.append([label, *accuracies, f"{r.train['collapse_std_x_sqrt_d']:.3f}", f"{r.train['loss']:.4f}"])
     return header, rows
 
 

@@ -44,6 +44,10 @@ class DigitsBgConfig:
     background_zoom: tuple[float, float] = knob((1.0, 4.0), gt=0.0,
                                                 doc="photo crop side as a multiple of image_size (range)")
     background_pool: int = knob(64, ge=0, doc="distinct background crops per split; 0: one per image")
+    background: str = knob("photo", choices=("photo", "black"),
+                           doc="photo: crops of the bundled photographs; black: no background (a control)")
+    digit_colour: str = knob("random", choices=("random", "white"),
+                             doc="random: an RGB colour per composite; white: every digit white (a control)")
     stroke_gain: float = knob(3.0, gt=0.0, doc="contrast of the digit's alpha; >1 makes strokes opaque")
 
     def check(self, prefix: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -9,11 +10,11 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from selfsup.config import DigitsBgConfig
+from selfsup.config import DigitsBgConfig, config_from_dict
 from selfsup.data.digits_bg import CLASSES, build_digits_bg
 from selfsup.data.prepare import channel_stats
 from selfsup.data.store import ImageSplit, load_meta, load_split, save_dataset
-from selfsup.errors import DataError
+from selfsup.errors import ConfigError, DataError
 
 N_SCANS = 1797  # sklearn's bundled 8x8 digit scans
 SMALL = DigitsBgConfig(train_per_scan=1, test_per_scan=1)
@@ -153,6 +154,32 @@ def test_background_pool_zero_draws_one_background_per_image() -> None:
     images = build_digits_bg(2, spec)["test"].images[:40]
     # a few crops of the photos' flat areas (sky, wall) can look alike; nearly all are distinct
     assert _distinct_backgrounds(images, 16, limit=50) >= 36
+
+
+
+def test_controls_switch_off_one_nuisance_and_keep_every_other_draw() -> None:
+    """``background: black`` and ``digit_colour: white`` change only what they name: labels, masks
+    and scans are identical, black backgrounds are exactly 0 off the mask, white digits are grey
+    levels (R = G = B) that equal 255 * alpha on black."""
+    base = DigitsBgConfig(digit_min=8, digit_max=16, train_per_scan=1, test_per_scan=1)
+    default = build_digits_bg(3, base)["test"]
+    black = build_digits_bg(3, dataclasses.replace(base, background="black"))["test"]
+    white = build_digits_bg(3, dataclasses.replace(base, digit_colour="white"))["test"]
+    plain = build_digits_bg(3, dataclasses.replace(base, background="black", digit_colour="white"))["test"]
+    for variant in (black, white, plain):
+        np.testing.assert_array_equal(variant.labels, default.labels)
+        np.testing.assert_array_equal(variant.masks, default.masks)
+        np.testing.assert_array_equal(variant.source_ids, default.source_ids)
+    assert (black.images[~black.masks] <= 128).all()  # off the mask: alpha <= 0.5 of a colour <= 255, rounded
+    assert (default.images[~default.masks] > 0).any(axis=-1).mean() > 0.9  # photos are almost never black
+    assert (plain.images[..., 0] == plain.images[..., 1]).all() and (plain.images[..., 1] == plain.images[..., 2]).all()
+    assert (plain.images[plain.masks] >= 128).all() and (plain.images[~plain.masks] <= 128).all()
+    # where the plain image is black (alpha * 255 < 0.5) the white digits keep the photo, to rounding
+    outside = (plain.images == 0).all(axis=-1)
+    diff = np.abs(white.images[outside].astype(int) - default.images[outside].astype(int))
+    assert diff.max() <= 1 and (diff == 0).mean() > 0.999
+    with pytest.raises(ConfigError, match="background"):
+        config_from_dict({"data": {"digits_bg": {"background": "grey"}}})
 
 
 # -- store -----------------------------------------------------------------------------------------

@@ -9,6 +9,11 @@ backgrounds from a pool of ``background_pool`` random crops, so the background i
 composite no better than its digit does. The label is the digit class, the alpha gives a
 ground-truth foreground mask (alpha > 0.5) for free, and the split is made by source scan, so no
 scan appears in both train and test.
+
+Two controls switch a nuisance off while every random draw stays the same (so the composites keep
+their scan, size and position): ``background: black`` pastes onto black instead of a photo, and
+``digit_colour: white`` paints every digit white. With both, the data is plain white digits on
+black; ``benchmarks/methods_table.py`` uses these variants to show what the nuisances cost.
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ def _composite(scan: np.ndarray, backgrounds: np.ndarray, rng: np.random.Generat
     alpha = np.zeros((spec.image_size, spec.image_size), dtype=np.float32)
     alpha[y : y + size, x : x + size] = alpha_digit
     colour = rng.uniform(0, 255, size=3).astype(np.float32)
+    if spec.digit_colour == "white":
+        colour = np.full(3, 255.0, dtype=np.float32)
     background = backgrounds[rng.integers(len(backgrounds))]
     image = alpha[..., None] * colour + (1.0 - alpha[..., None]) * background
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), alpha > 0.5
@@ -73,6 +80,8 @@ def build_digits_bg(seed: int, spec: DigitsBgConfig = DigitsBgConfig()) -> dict[
     for name in ("train", "test"):
         ids = np.repeat(scan_ids[name], per_scan[name])
         backgrounds = np.stack([_background(photos, rng, spec) for _ in range(spec.background_pool or len(ids))])
+        if spec.background == "black":
+            backgrounds = np.zeros_like(backgrounds)
         pairs = [_composite(scans[i], backgrounds, rng, spec) for i in ids]
         splits[name] = ImageSplit(
             images=np.stack([p[0] for p in pairs]),

@@ -89,12 +89,16 @@ def cached_rows(folder: Path, methods: list[str], epochs: int) -> list[dict]:
 
 
 def dataset_label(data: Path) -> str:
-    """The prepared dataset's name, with the digits-bg controls that are switched on."""
+    """The prepared dataset's name, with every digits-bg setting that differs from its default."""
+    from selfsup.config import DigitsBgConfig
+    from selfsup.schema import to_dict
+
     meta = json.loads((data / "meta.json").read_text())
     spec = meta.get("data", {}).get("digits_bg", {})
-    controls = [f"{key}={spec[key]}" for key, default in (("background", "photo"), ("digit_colour", "random"))
-                if meta["dataset"] == "digits-bg" and spec.get(key, default) != default]
-    return meta["dataset"] + (f" ({', '.join(controls)})" if controls else "")
+    defaults = to_dict(DigitsBgConfig())
+    changed = [f"{key}={spec[key]}" for key in defaults
+               if meta["dataset"] == "digits-bg" and key in spec and spec[key] != defaults[key]]
+    return meta["dataset"] + (f" ({', '.join(changed)})" if changed else "")
 
 
 def update_section(path: Path, text: str, marker: str) -> None:

@@ -94,10 +94,11 @@ def dataset_label(data: Path) -> str:
     from selfsup.schema import to_dict
 
     meta = json.loads((data / "meta.json").read_text())
+    if meta["dataset"] != "digits-bg":
+        return meta["dataset"]
     spec = meta.get("data", {}).get("digits_bg", {})
-    defaults = to_dict(DigitsBgConfig())
-    changed = [f"{key}={spec[key]}" for key in defaults
-               if meta["dataset"] == "digits-bg" and key in spec and spec[key] != defaults[key]]
+    changed = [f"{key}={spec[key]}" for key, default in to_dict(DigitsBgConfig()).items()
+               if key in spec and spec[key] != default]
     return meta["dataset"] + (f" ({', '.join(changed)})" if changed else "")
 
 

@@ -156,11 +156,11 @@ def test_background_pool_zero_draws_one_background_per_image() -> None:
     assert _distinct_backgrounds(images, 16, limit=50) >= 36
 
 
-
 def test_controls_switch_off_one_nuisance_and_keep_every_other_draw() -> None:
     """``background: black`` and ``digit_colour: white`` change only what they name: labels, masks
-    and scans are identical, black backgrounds are exactly 0 off the mask, white digits are grey
-    levels (R = G = B) that equal 255 * alpha on black."""
+    and scans are identical; on black, pixels off the mask are at most half a colour (alpha <= 0.5);
+    white digits on black are grey levels (R = G = B), bright on the mask and dark off it; where
+    the plain image is black, the white-digit image keeps the photo."""
     base = DigitsBgConfig(digit_min=8, digit_max=16, train_per_scan=1, test_per_scan=1)
     default = build_digits_bg(3, base)["test"]
     black = build_digits_bg(3, dataclasses.replace(base, background="black"))["test"]

@@ -37,14 +37,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 def run_one(method: str, epochs: int, data: Path, result: Path, params: Path) -> None:
     """Pretrain and evaluate ``method`` in this process; write its row to ``result``."""
-    from selfsup.config import load_config
+    from selfsup.config import load_config, load_params_yaml
     from selfsup.eval.evaluate import evaluate
     from selfsup.pretrain import pretrain
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         shutil.copytree(params.parent / "params", tmp / "params")
-        user = yaml.safe_load(params.read_text())
+        user = load_params_yaml(params.read_text())
         user.update(method=method, epochs=epochs)
         (tmp / "params.yaml").write_text(yaml.safe_dump(user, sort_keys=False))
         cfg = load_config(tmp / "params.yaml")

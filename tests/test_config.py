@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from conftest import REPO, write_params
-from selfsup.config import knob_keys, load_config
+from selfsup.config import knob_keys, load_config, parse_overrides
 from selfsup.errors import ConfigError
 from selfsup.methods import REGISTRY
 
@@ -89,3 +89,14 @@ def test_a_partial_section_keeps_the_other_values_of_its_configured_default(proj
     weights = load_config(project / "params.yaml").elo.weights
     assert (weights.rgb.align, weights.rgb.reconstruct, weights.rgb.order) == (0.0, 0.5, 0.5)
     assert (weights.audio.distill, weights.audio.contrastive) == (0.25, 0.5)
+
+
+def test_exponent_floats_without_a_dot_are_numbers_in_params_and_overrides(project) -> None:
+    """PyYAML (YAML 1.1) reads ``5e-3`` as a string; params.yaml and ``-S`` must read a number."""
+    path = project / "params.yaml"
+    path.write_text(path.read_text() + "\nmethod: barlow\nlambda: 5e-3\n")
+    cfg = load_config(path, overrides=parse_overrides(["optim.weight_decay=1e-6", "lr=2E+0"]))
+    assert cfg.knobs.lambda_ == 0.005
+    assert cfg.optim.weight_decay == 1e-6
+    assert cfg.lr == 2.0
+    assert parse_overrides(["dataset=e5", "epochs=5"]) == {"dataset": "e5", "epochs": 5}

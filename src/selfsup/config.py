@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,26 @@ from selfsup.io import atomic_write_text
 from selfsup.schema import build, flatten, knob, param_key, to_dict
 
 log = logging.getLogger(__name__)
+
+
+class ParamsLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that also reads ``5e-3`` and ``1e-6`` as floats.
+
+    PyYAML follows YAML 1.1, where a float needs a dot; YAML 1.2 (which DVC writes with) and
+    every user typing ``-S lambda=5e-3`` mean a number.
+    """
+
+
+ParamsLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def load_params_yaml(text: str) -> Any:
+    """Parse params-file text (params.yaml, presets, method defaults, ``-S`` values)."""
+    return yaml.load(text, Loader=ParamsLoader)  # noqa: S506 - a SafeLoader subclass
 
 DATASETS = ("digits-bg", "cifar10", "cifar100", "stl10", "imagefolder")
 BACKBONES = ("small_cnn", "resnet18", "resnet50", "vit_tiny", "vit_small")
@@ -459,7 +480,7 @@ class Config:
 
 def _read_yaml(path: Path, what: str) -> dict:
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_params_yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{what} {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
@@ -500,7 +521,7 @@ def parse_overrides(pairs: list[str]) -> dict:
             node = node.setdefault(parent, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"-S {pair!r}: {parent} was already set to a value, not a section")
-        node[leaf] = yaml.safe_load(value)
+        node[leaf] = load_params_yaml(value)
     return out
 
 

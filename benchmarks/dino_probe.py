@@ -1,0 +1,86 @@
+"""Why DINO collapses or learns: its teacher's targets over the first training steps.
+
+DINO (Caron et al., ICCV 2021) avoids collapse only while the centred, sharpened teacher output
+P_t = softmax((g_t(x) - c) / tau_t) is both peaked for each image (sharpening) and spread over
+many prototypes across the batch (centring), and while it tells an image's two views apart from
+other images'; otherwise the student's best answer is the batch average and its output becomes
+the same for every image. This script trains DINO with the repository's params (plus ``-S``
+overrides) and, every ``--every`` steps, shows on the training batch:
+
+- ``H(P_t)``: the teacher's mean entropy per image (ln K: uniform, 0: one-hot);
+- ``H(mean P_t)``: the entropy of the batch-mean teacher output (0: one prototype for all);
+- ``same`` / ``other``: the mean cosine between the centred teacher outputs of an image's two
+  global views, and between those of two different images;
+- ``std x sqrt(d)``: the collapse diagnostic of the student's bottleneck (0: collapsed).
+
+The teacher's views are drawn for the probe, so the run's random stream (and its numbers) differ
+slightly from a `pretrain` run with the same params.
+
+    python benchmarks/dino_probe.py --data data/digits-plain --steps 150
+    python benchmarks/dino_probe.py --data data/digits-plain -S teacher_temp=0.07 -S momentum=0.996
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from selfsup.config import load_config, parse_overrides
+from selfsup.methods.dino import teacher_temperature
+from selfsup.train import Trainer
+
+
+def entropy(p: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy in nats over the last dimension."""
+    return -(p * p.clamp_min(1e-12).log()).sum(dim=-1)
+
+
+@torch.no_grad()
+def teacher_targets(trainer: Trainer, step: int) -> dict[str, float]:
+    """The teacher's statistics on the two global views of ``step``'s batch, before it trains on them."""
+    method = trainer.method
+    index = trainer.batch_indices(step)
+    views = trainer.views(trainer.images[index], trainer.device, index)
+    n = views[0].shape[0]
+    logits = method.teacher_head(method.teacher_backbone(torch.cat(views[:2]))).float() - method.center
+    knobs = method.knobs
+    temp = teacher_temperature(method.epoch(), knobs.warmup_teacher_temp, knobs.teacher_temp,
+                               knobs.warmup_teacher_temp_epochs)
+    p = F.softmax(logits / temp, dim=-1)
+    a, b = F.normalize(logits[:n], dim=-1), F.normalize(logits[n:], dim=-1)
+    return {"H(P_t)": entropy(p).mean().item(), "H(mean P_t)": entropy(p.mean(dim=0)).item(),
+            "same": (a * b).sum(-1).mean().item(), "other": (a * b.roll(1, dims=0)).sum(-1).mean().item()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("data/images"), help="a prepared image dataset")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--every", type=int, default=25)
+    parser.add_argument("-S", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args()
+    cfg = load_config(args.params, overrides=parse_overrides(["method=dino", *args.overrides]))
+    with tempfile.TemporaryDirectory() as checkpoints:
+        trainer = Trainer(cfg, args.data, Path(checkpoints))
+        print(f"K = {cfg.knobs.out_dim} (ln K = {math.log(cfg.knobs.out_dim):.2f}); overrides: "
+              f"{' '.join(args.overrides) or 'none'}")
+        print("| step | loss | H(P_t) | H(mean P_t) | same | other | std x sqrt(d) |")
+        print("|---|---|---|---|---|---|---|")
+        for step in range(args.steps):
+            stats = teacher_targets(trainer, step)
+            loss, std, _ = trainer.train_step(step)
+            trainer.step = step + 1
+            if step % args.every == 0 or step == args.steps - 1:
+                print(f"| {step} | {loss.item():.3f} | {stats['H(P_t)']:.2f} | {stats['H(mean P_t)']:.2f} | "
+                      f"{stats['same']:.2f} | {stats['other']:.2f} | {std.item() * math.sqrt(trainer.embed_dim):.2f} |",
+                      flush=True)
+
+
+if __name__ == "__main__":
+    main()

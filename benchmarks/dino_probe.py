@@ -31,7 +31,6 @@ import torch
 import torch.nn.functional as F
 
 from selfsup.config import load_config, parse_overrides
-from selfsup.methods.dino import teacher_temperature
 from selfsup.train import Trainer
 
 
@@ -48,10 +47,7 @@ def teacher_targets(trainer: Trainer, step: int) -> dict[str, float]:
     views = trainer.views(trainer.images[index], trainer.device, index)
     n = views[0].shape[0]
     logits = method.teacher_head(method.teacher_backbone(torch.cat(views[:2]))).float() - method.center
-    knobs = method.knobs
-    temp = teacher_temperature(method.epoch(), knobs.warmup_teacher_temp, knobs.teacher_temp,
-                               knobs.warmup_teacher_temp_epochs)
-    p = F.softmax(logits / temp, dim=-1)
+    p = F.softmax(logits / method.current_teacher_temp(), dim=-1)
     a, b = F.normalize(logits[:n], dim=-1), F.normalize(logits[n:], dim=-1)
     return {"H(P_t)": entropy(p).mean().item(), "H(mean P_t)": entropy(p.mean(dim=0)).item(),
             "same": (a * b).sum(-1).mean().item(), "other": (a * b.roll(1, dims=0)).sum(-1).mean().item()}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -93,8 +95,9 @@ def test_a_partial_section_keeps_the_other_values_of_its_configured_default(proj
 
 def test_exponent_floats_without_a_dot_are_numbers_in_params_and_overrides(project) -> None:
     """PyYAML (YAML 1.1) reads ``5e-3`` as a string; params.yaml and ``-S`` must read a number."""
-    path = project / "params.yaml"
-    path.write_text(path.read_text() + "\nmethod: barlow\nlambda: 5e-3\n")
+    path = write_params(project, method="barlow")
+    path.write_text(re.sub(r"(?m)^lambda: null$", "lambda: 5e-3", path.read_text(), count=1))
+    assert "lambda: 5e-3" in path.read_text()
     cfg = load_config(path, overrides=parse_overrides(["optim.weight_decay=1e-6", "lr=2E+0"]))
     assert cfg.knobs.lambda_ == 0.005
     assert cfg.optim.weight_decay == 1e-6

@@ -165,6 +165,11 @@ class DINO(Method):
     def epoch(self) -> int:
         return int(self.steps_done) // self.steps_per_epoch
 
+    def current_teacher_temp(self) -> float:
+        """tau_t at the current epoch of the warm-up schedule."""
+        k = self.knobs
+        return teacher_temperature(self.epoch(), k.warmup_teacher_temp, k.teacher_temp, k.warmup_teacher_temp_epochs)
+
     def forward(self, views: list[torch.Tensor], index: torch.Tensor) -> MethodOutput:
         k = self.knobs
         n = views[0].shape[0]
@@ -178,7 +183,7 @@ class DINO(Method):
             student = self.head.last_layer(bottleneck)
             with torch.no_grad():
                 teacher = self.teacher_head.last_layer(teacher_bottleneck)
-        temp = teacher_temperature(self.epoch(), k.warmup_teacher_temp, k.teacher_temp, k.warmup_teacher_temp_epochs)
+        temp = self.current_teacher_temp()
         loss = dino_loss(list(student.split(n)), list(teacher.split(n)), self.center, k.student_temp, temp)
         self.center.copy_(update_center(self.center, teacher, k.center_momentum))
         return MethodOutput({"loss": loss}, bottleneck[:n].detach(), {"teacher_temp": temp})

@@ -12,7 +12,9 @@ The background identity of every image is recovered by rebuilding the dataset fr
 recording which crop each composite drew; the rebuilt images are checked against the prepared
 ones byte for byte first.
 
-    python benchmarks/background_probe.py --runs results/paper/runs --names simclr,byol,moco
+    python benchmarks/background_probe.py --models results/paper/models --names simclr,byol,moco
+
+The rows are written to ``--out`` (a JSON record that BENCHMARKS.md is generated from) and printed.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from selfsup.config import load_config
 from selfsup.data.store import ImageSplit, load_meta, load_split
 from selfsup.eval.evaluate import load_model, probe
 from selfsup.eval.features import extract_features
+from selfsup.io import write_json
 
 
 class _Recorder:
@@ -80,19 +83,22 @@ def probe_run(model: Path, random_init: bool, train: ImageSplit, meta: dict, bg:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=Path, default=Path("results/paper/runs"))
+    parser.add_argument("--models", type=Path, default=Path("results/paper/models"),
+                        help="a folder of <run>/model.pt (the paper pipeline's)")
     parser.add_argument("--names", default="simclr,invaspread,instdisc,moco,byol,simsiam,barlow,swav,dino")
     parser.add_argument("--data", type=Path, default=Path("data/images"))
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/records/background_probe.json"))
     args = parser.parse_args()
     train, meta = load_split(args.data, "train", mmap=False), load_meta(args.data)
     bg = background_ids(train, args.params)
     names = args.names.split(",")
-    model = {name: args.runs / name / "pretrain" / "model.pt" for name in names}
+    model = {name: args.models / name / "model.pt" for name in names}
     rows = [("random init (small CNN)", probe_run(model[names[0]], True, train, meta, bg))]
     for name in names:
         rows.append((name, probe_run(model[name], False, train, meta, bg)))
         print(f"{name}: {rows[-1][1]}", flush=True)
+    write_json(args.out, {"rows": [{"name": name, **m} for name, m in rows]})
     print("\n| frozen backbone | background linear % | background kNN % | digit linear % | digit kNN % |")
     print("|---|---|---|---|---|")
     for name, m in rows:

@@ -25,6 +25,7 @@ from selfsup.augment.views import ViewGenerator
 from selfsup.config import Config, load_config
 from selfsup.data.prepare import prepare_images
 from selfsup.data.store import images_tensor, load_meta, pretraining_images
+from selfsup.io import write_json
 from selfsup.methods import DataInfo, build_method
 from selfsup.optim import build_optimizer
 from selfsup.schedules import scaled_lr
@@ -93,6 +94,8 @@ def main() -> None:
     parser.add_argument("--method", default=None)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/records/bench_step.json"),
+                        help="JSON record of the results (BENCHMARKS.md is generated from it)")
     args = parser.parse_args()
     overrides = {"train": {"checkpoint_every": 10**9}, **({"method": args.method} if args.method else {})}
     cfg = load_config(args.params, overrides)
@@ -118,6 +121,11 @@ def main() -> None:
               f"{rates['views_per_sample']:.0f} (batched/per-sample = "
               f"{rates['views_batched'] / rates['views_per_sample']:.1f}x), model fwd+bwd "
               f"{rates['model_fwd_bwd']:.0f}")
+    write_json(args.out, {"method": cfg.method, "batch_size": cfg.batch_size, "view_size": cfg.views.size,
+                          "steps": args.steps, "rounds": args.rounds, "threads": torch.get_num_threads(),
+                          "torch": torch.__version__, "framework_ms_per_step": statistics.median(fw) / args.steps * 1e3,
+                          "bare_ms_per_step": statistics.median(bare) / args.steps * 1e3, "ratio": ratio,
+                          "images_per_s": rates})
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from selfsup.config import load_config, parse_overrides
+from selfsup.io import write_json
 from selfsup.train import Trainer
 
 
@@ -60,7 +61,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--every", type=int, default=25)
     parser.add_argument("-S", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--out", type=Path, default=None, help="JSON record of the rows (BENCHMARKS.md reads it)")
     args = parser.parse_args()
+    rows = []
     cfg = load_config(args.params, overrides=parse_overrides(["method=dino", *args.overrides]))
     with tempfile.TemporaryDirectory() as checkpoints:
         trainer = Trainer(cfg, args.data, Path(checkpoints))
@@ -73,9 +76,14 @@ def main() -> None:
             loss, std, _ = trainer.train_step(step)
             trainer.step = step + 1
             if step % args.every == 0 or step == args.steps - 1:
+                rows.append({"step": step, "loss": loss.item(), **stats,
+                             "std_x_sqrt_d": std.item() * math.sqrt(trainer.embed_dim)})
                 print(f"| {step} | {loss.item():.3f} | {stats['H(P_t)']:.2f} | {stats['H(mean P_t)']:.2f} | "
                       f"{stats['same']:.2f} | {stats['other']:.2f} | {std.item() * math.sqrt(trainer.embed_dim):.2f} |",
                       flush=True)
+    if args.out:
+        write_json(args.out, {"overrides": args.overrides, "steps": args.steps, "out_dim": cfg.knobs.out_dim,
+                              "rows": rows})
 
 
 if __name__ == "__main__":

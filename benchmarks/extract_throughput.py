@@ -11,6 +11,8 @@ built into a temporary folder first, and its generation time printed), over the 
 
     python benchmarks/extract_throughput.py                         # builds the default 512 clips
     python benchmarks/extract_throughput.py --video data/video --clips 128
+
+The rates are also written to ``--out``, the JSON record BENCHMARKS.md is generated from.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import torch
 from selfsup.config import load_config
 from selfsup.data.media import decode_audio, decode_frames, ffmpeg_exe
 from selfsup.data.video import load_video_index, prepare_video
+from selfsup.io import write_json
 from selfsup.prep.audio import log_mel, mel_filterbank
 from selfsup.prep.extract import audio_seconds_of, single_threaded
 from selfsup.prep.flow import flow_function, optical_flow
@@ -61,10 +64,13 @@ def main() -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--clips", type=int, default=0, help="clips to time (0: all)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel ffmpeg decoders")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/records/extract_throughput.json"),
+                        help="JSON record of the rates (BENCHMARKS.md is generated from it)")
     args = parser.parse_args()
     cfg = load_config(args.params)
     ecfg = cfg.video.extract
     print(f"machine: {machine()}")
+    record: dict = {"machine": machine(), "workers": args.workers}
 
     with tempfile.TemporaryDirectory() as tmp:
         video_dir = args.video
@@ -80,15 +86,18 @@ def main() -> None:
         paths = [e["path"] for s in ("train", "test") for e in index[s]]
         paths = paths[:args.clips] if args.clips else paths
         n, t = len(paths), ecfg.frames
+        record.update(clips=n, frames=t, size=ecfg.size, sample_rate=ecfg.sample_rate, n_mels=ecfg.n_mels)
         print(f"{n} clips from {video_dir}: {t} frames of {ecfg.size}px, audio {ecfg.sample_rate} Hz, "
               f"{ecfg.n_mels} mels")
 
         start = time.perf_counter()
         clips = [decode_frames(p, t, ecfg.size) for p in paths]
+        record["decode_frames_per_s"] = n * t / (time.perf_counter() - start)
         print(f"decode video, 1 ffmpeg at a time:     {rate(n * t, time.perf_counter() - start)} frames")
         with ThreadPoolExecutor(args.workers) as pool:
             start = time.perf_counter()
             list(pool.map(lambda p: decode_frames(p, t, ecfg.size), paths))
+            record["decode_parallel_frames_per_s"] = n * t / (time.perf_counter() - start)
             print(f"decode video, {args.workers} ffmpeg at a time:     "
                   f"{rate(n * t, time.perf_counter() - start)} frames")
 
@@ -100,6 +109,7 @@ def main() -> None:
                 start = time.perf_counter()
                 for frames in clips:
                     optical_flow(frames, flow_fn=fn)
+                record[f"flow_{method}_pairs_per_s"] = n * (t - 1) / (time.perf_counter() - start)
                 print(f"flow {method:<10s} (1 thread):       {rate(n * (t - 1), time.perf_counter() - start)} "
                       f"frame pairs")
             start = time.perf_counter()
@@ -112,6 +122,8 @@ def main() -> None:
             logmel = time.perf_counter() - start
         print(f"audio: decode + log-mel (1 at a time): {rate(n, decoded + logmel)} clips")
         print(f"audio: log-mel alone:                  {rate(n, logmel)} clips")
+    record.update(audio_clips_per_s=n / (decoded + logmel), logmel_clips_per_s=n / logmel)
+    write_json(args.out, record)
 
 
 if __name__ == "__main__":

@@ -3,16 +3,16 @@
 Each method is pretrained in its own process (so its peak resident memory is its own), with the
 repository's ``params.yaml`` and preset, the same number of epochs for all, then evaluated with
 the same linear probe and kNN as the ``evaluate`` stage, next to a randomly initialised copy of
-its own feature extractor. Results are cached per method in ``--out`` (rerun one with
-``--methods name --force``); the Markdown table is printed and, with ``--update``, written into
-BENCHMARKS.md between its ``methods-table`` markers (``--marker`` names another pair, for a
-table on another prepared dataset, e.g. the plain-digits control of digits-bg).
+its own feature extractor. Results are recorded per method in ``--out`` (rerun one with
+``--methods name --force``); the Markdown table is printed and, with ``--update``, the documents'
+generated blocks are rewritten from the records (``scripts/docs.py``; BENCHMARKS.md's
+``methods-table`` blocks name the record folder each one reads).
 
-    python benchmarks/methods_table.py --epochs 40 --update BENCHMARKS.md
+    python benchmarks/methods_table.py --epochs 40 --update
     python stages/prepare_images.py -S data.digits_bg.background=black \
         -S data.digits_bg.digit_colour=white --out data/digits-plain
     python benchmarks/methods_table.py --epochs 40 --data data/digits-plain \
-        --out benchmarks/records/methods-plain --marker methods-table-plain --update BENCHMARKS.md
+        --out benchmarks/records/methods-plain --update
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def run_one(method: str, epochs: int, data: Path, result: Path, params: Path) ->
         metrics = evaluate(cfg, data, tmp / "out" / "model.pt", {"raw_pixels": {"linear_top1": 0.0, "knn_top1": 0.0}})
     row = {"method": method, "epochs": epochs, "steps": train["steps"], "pretrain_seconds": seconds,
            "peak_rss_mib": peak_mib, "collapse_std_x_sqrt_d": train["collapse_std_x_sqrt_d"],
-           "final_loss": train["loss"], "config": cfg.to_dict(),
+           "final_loss": train["loss"], "config": cfg.to_dict(), "machine": machine(),
            **{k: metrics[k] for k in ("linear_top1", "knn_top1", "random_linear_top1", "random_knn_top1",
                                       "gain_linear", "gain_knn")}}
     result.parent.mkdir(parents=True, exist_ok=True)
@@ -76,40 +76,43 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def cached_rows(folder: Path, methods: list[str], epochs: int) -> list[dict]:
-    """Every cached result in ``folder`` at ``epochs``, in registry order (a rerun of one keeps the rest)."""
-    rows = []
-    for method in methods:
-        path = folder / f"{method}.json"
-        if path.is_file():
-            row = json.loads(path.read_text())
-            if row["epochs"] == epochs:
-                rows.append(row)
-    return rows
-
-
-def dataset_label(data: Path) -> str:
-    """The prepared dataset's name, with every digits-bg setting that differs from its default."""
+def dataset_label(config: dict) -> str:
+    """The dataset of a run's config, with every digits-bg setting that differs from its default."""
     from selfsup.config import DigitsBgConfig
     from selfsup.schema import to_dict
 
-    meta = json.loads((data / "meta.json").read_text())
-    if meta["dataset"] != "digits-bg":
-        return meta["dataset"]
-    spec = meta.get("data", {}).get("digits_bg", {})
+    if config["dataset"] != "digits-bg":
+        return config["dataset"]
+    spec = config.get("data", {}).get("digits_bg", {})
     changed = [f"{key}={spec[key]}" for key, default in to_dict(DigitsBgConfig()).items()
                if key in spec and spec[key] != default]
-    return meta["dataset"] + (f" ({', '.join(changed)})" if changed else "")
+    return config["dataset"] + (f" ({', '.join(changed)})" if changed else "")
 
 
-def update_section(path: Path, text: str, marker: str) -> None:
-    START, END = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
-    doc = path.read_text()
-    if START not in doc or END not in doc:
-        raise SystemExit(f"{path} has no {START} ... {END} section to replace")
-    head, rest = doc.split(START, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(f"{head}{START}\n{text}\n{END}{tail}")
+def machine() -> dict:
+    return {"cpus": os.cpu_count(), "arch": platform.machine(), "torch": torch.__version__}
+
+
+def render(folder: Path) -> str:
+    """The Markdown table of the records in ``folder``, with a header made from the records alone."""
+    from selfsup.methods import REGISTRY
+
+    rows = [json.loads((folder / f"{m}.json").read_text()) for m in REGISTRY if (folder / f"{m}.json").is_file()]
+    if not rows:
+        raise SystemExit(f"no method records in {folder}; run benchmarks/methods_table.py --out {folder}")
+    epochs = {r["epochs"] for r in rows}
+    presets = {r["config"]["preset"] for r in rows}
+    datasets = {dataset_label(r["config"]) for r in rows}
+    machines = {json.dumps(r.get("machine"), sort_keys=True) for r in rows}
+    where = ""
+    if len(machines) == 1 and rows[0].get("machine"):
+        m = rows[0]["machine"]
+        where = f", on {m['cpus']} CPU cores ({m['arch']}), torch {m['torch']}"
+    rel = folder.resolve().relative_to(REPO)
+    return (f"Shared budget: {', '.join(map(str, sorted(epochs)))} epochs of the `{', '.join(sorted(presets))}` "
+            f"preset for every method (its `per_method` settings apply){where}, on {', '.join(sorted(datasets))}. "
+            f"Accuracies on the test split; `random` is the same feature extractor randomly initialised. "
+            f"Records: `{rel}/<method>.json`.\n\n" + table(rows))
 
 
 def main() -> None:
@@ -122,9 +125,8 @@ def main() -> None:
     parser.add_argument("--params", type=Path, default=REPO / "params.yaml")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "records" / "methods")
     parser.add_argument("--force", action="store_true", help="rerun methods that have a cached result")
-    parser.add_argument("--update", type=Path, default=None, help="write the table into this Markdown file")
-    parser.add_argument("--marker", default="methods-table",
-                        help="the <!-- MARKER:start/end --> pair in the --update file that the table replaces")
+    parser.add_argument("--update", action="store_true",
+                        help="then regenerate README.md and BENCHMARKS.md from the records (scripts/docs.py)")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -149,18 +151,9 @@ def main() -> None:
                 continue
             cached = json.loads(result.read_text())
         print(table([cached]).splitlines()[-1], flush=True)
-    rows = cached_rows(args.out, list(REGISTRY), args.epochs)
-    cpu = platform.processor() or platform.machine()
-    header = (f"Shared budget: {args.epochs} epochs of the `{rows[0]['config']['preset'] if rows else '?'}` preset "
-              f"for every method (its `per_method` settings apply), on {os.cpu_count()} CPU cores ({cpu}), "
-              f"torch {torch.__version__}, on {dataset_label(args.data)}. Accuracies on the test split; "
-              f"`random` is the same feature extractor randomly initialised. Generated by "
-              f"`python benchmarks/methods_table.py --epochs {args.epochs}"
-              f"{'' if args.marker == 'methods-table' else f' --marker {args.marker}'}`.\n\n")
-    text = header + table(rows)
-    print(text)
+    print(render(args.out))
     if args.update:
-        update_section(args.update, text, args.marker)
+        subprocess.run([sys.executable, str(REPO / "scripts" / "docs.py"), "--update"], check=True)
 
 
 if __name__ == "__main__":

@@ -22,4 +22,4 @@ if __name__ == "__main__":
     parser.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
     parser.add_argument("--masks", type=Path, required=True, help="the segment stage's masks folder")
     parser.add_argument("--out", type=Path, required=True, help="background bank folder")
-    sys.exit(run_stage(main, parser))
+    sys.exit(run_stage(main, parser, "backgrounds"))

@@ -23,4 +23,4 @@ if __name__ == "__main__":
     parser = stage_parser(__doc__)
     parser.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    sys.exit(run_stage(main, parser))
+    sys.exit(run_stage(main, parser, "baseline"))

@@ -33,4 +33,4 @@ if __name__ == "__main__":
     parser.add_argument("--model", type=Path, required=True, help="rgb.pt written by elo_pretrain")
     parser.add_argument("--run", type=Path, required=True, help="run.json written by elo_pretrain")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    sys.exit(run_stage(main, parser))
+    sys.exit(run_stage(main, parser, "elo_evaluate"))

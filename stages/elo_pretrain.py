@@ -29,4 +29,4 @@ if __name__ == "__main__":
     parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
                         help="an extra MLflow tag for the run (e.g. --tag figure=background_ablation)")
     parser.add_argument("--no-mlflow", action="store_true", help="do not record an MLflow run")
-    sys.exit(run_stage(main, parser))
+    sys.exit(run_stage(main, parser, "elo_pretrain"))

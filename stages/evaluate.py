@@ -34,4 +34,4 @@ if __name__ == "__main__":
     parser.add_argument("--run", type=Path, required=True, help="run.json written by pretrain")
     parser.add_argument("--baseline", type=Path, required=True, help="metrics.json written by baseline")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    sys.exit(run_stage(main, parser))
+    sys.exit(run_stage(main, parser, "evaluate"))

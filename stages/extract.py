@@ -24,4 +24,4 @@ if __name__ == "__main__":
     parser.add_argument("--video", type=Path, required=True, help="prepared video folder")
     parser.add_argument("--out", type=Path, required=True, help="extracted features folder")
     parser.add_argument("--metrics", type=Path, required=True, help="metrics file (clips, skipped, throughput)")
-    sys.exit(run_stage(main, parser))
+    sys.exit(run_stage(main, parser, "extract"))

@@ -48,4 +48,4 @@ if __name__ == "__main__":
     args = parser.parse_args()
     if not any(getattr(args, name) for name in ("runs", "run", "elo", "search")):
         parser.error("give at least one of --runs, --run, --elo, --search")
-    sys.exit(run_stage(main, parser))
+    sys.exit(run_stage(main, parser, "figures"))

@@ -19,4 +19,4 @@ def main(args: argparse.Namespace, cfg: Config) -> None:
 if __name__ == "__main__":
     parser = stage_parser(__doc__)
     parser.add_argument("--out", type=Path, required=True, help="prepared dataset folder")
-    sys.exit(run_stage(main, parser))
+    sys.exit(run_stage(main, parser, "prepare_images"))

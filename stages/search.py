@@ -1,7 +1,7 @@
 """Stage `search`: Optuna search of loss weights (or any numeric params) with the Zipf-KL fitness.
 
 The study is kept in ``--study`` (a persistent output), so an interrupted search resumes where it
-stopped; ``--out`` receives ``best.yaml`` (what ``elo_pretrain --weights`` reads), the trials
+stopped; ``--out`` receives ``best.yaml`` (what ``elo_pretrain --overlay`` reads), the trials
 table, and the metrics.
 """
 
@@ -12,13 +12,12 @@ import sys
 from pathlib import Path
 
 from selfsup.cli import run_stage, stage_parser
-from selfsup.config import Config, parse_overrides
+from selfsup.config import Config
 from selfsup.search.study import run_search
 
 
 def main(args: argparse.Namespace, cfg: Config) -> None:
-    metrics = run_search(cfg, args.params, args.data, args.study, args.out, parse_overrides(args.set),
-                         track=not args.no_mlflow)
+    metrics = run_search(cfg, args.data, args.study, args.out, track=not args.no_mlflow)
     print(f"search: {metrics}")
 
 
@@ -29,4 +28,4 @@ if __name__ == "__main__":
     parser.add_argument("--study", type=Path, required=True, help="persistent folder holding the study")
     parser.add_argument("--out", type=Path, required=True, help="folder for best.yaml, trials and metrics")
     parser.add_argument("--no-mlflow", action="store_true", help="do not record MLflow runs")
-    sys.exit(run_stage(main, parser))
+    sys.exit(run_stage(main, parser, "search"))

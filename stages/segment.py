@@ -24,4 +24,4 @@ if __name__ == "__main__":
     parser.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
     parser.add_argument("--out", type=Path, required=True, help="masks folder")
     parser.add_argument("--metrics", type=Path, required=True, help="metrics file (mask quality)")
-    sys.exit(run_stage(main, parser))
+    sys.exit(run_stage(main, parser, "segment"))

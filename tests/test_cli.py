@@ -41,7 +41,7 @@ def test_stage_set_overrides_params_yaml_and_nests_dotted_keys(project, monkeypa
     seen = {}
     monkeypatch.chdir(project)
     argv = ["-S", "method=moco", "-S", "views.background.rm=0.25", "-S", "epochs=3"]
-    assert run_stage(lambda args, cfg: seen.update(cfg=cfg), stage_parser("test"), argv) == 0
+    assert run_stage(lambda args, cfg: seen.update(cfg=cfg), stage_parser("test"), None, argv) == 0
     cfg = seen["cfg"]
     assert cfg.method == "moco" and cfg.epochs == 3 and cfg.views.background.rm == 0.25
 
@@ -50,7 +50,7 @@ def test_stage_set_without_equals_is_a_one_line_error(project, monkeypatch, caps
     from selfsup.cli import run_stage, stage_parser
 
     monkeypatch.chdir(project)
-    assert run_stage(lambda args, cfg: None, stage_parser("test"), ["-S", "method"]) == 1
+    assert run_stage(lambda args, cfg: None, stage_parser("test"), None, ["-S", "method"]) == 1
     assert "-S expects KEY=VALUE" in capsys.readouterr().err
 
 
@@ -62,7 +62,8 @@ def test_stage_overlay_file_applies_over_params_yaml_and_under_set(project, monk
     seen = {}
     monkeypatch.chdir(project)
     argv = ["--overlay", str(overlay), "-S", "elo.weights.flow.order=0.5"]
-    assert run_stage(lambda args, cfg: seen.update(cfg=cfg), stage_parser("test"), argv) == 0
+    assert run_stage(lambda args, cfg: seen.update(cfg=cfg), stage_parser("test"), None, argv) == 0
     flow = seen["cfg"].elo.weights.flow
     assert (flow.distill, flow.order) == (0.25, 0.5)
-    assert run_stage(lambda args, cfg: None, stage_parser("test"), ["--overlay", str(tmp_path / "none.yaml")]) == 1
+    missing = ["--overlay", str(tmp_path / "none.yaml")]
+    assert run_stage(lambda args, cfg: None, stage_parser("test"), None, missing) == 1

@@ -11,6 +11,7 @@ from conftest import REPO, write_params
 from selfsup.config import knob_keys, load_config, parse_overrides
 from selfsup.errors import ConfigError
 from selfsup.methods import REGISTRY
+from selfsup.stage_config import stage_params
 
 
 def test_precedence_method_then_preset_then_params(project) -> None:
@@ -70,15 +71,25 @@ def test_repository_params_resolve_for_every_method_and_preset(project) -> None:
             assert cfg.method == method and cfg.preset == preset
 
 
-def test_every_method_knob_is_a_null_params_key_and_a_pretrain_param() -> None:
-    """`dvc exp run -S <knob>=...` needs the key in params.yaml, and pretrain must rerun when it changes."""
+def test_every_method_knob_is_a_null_params_key_and_reaches_pretrain(project) -> None:
+    """`dvc exp run -S <knob>=...` needs the key in params.yaml, and pretrain must rerun when it changes:
+    it does when the knob is in pretrain's resolved params, the file pretrain depends on."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    pretrain_params = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["pretrain"]["params"]
     for method in REGISTRY:
         assert (REPO / "params" / "methods" / f"{method}.yaml").is_file(), method
+        resolved = stage_params(load_config(write_params(project, method=method)), "pretrain")
         for key in knob_keys(method):
             assert key in params and params[key] is None, f"params.yaml lacks `{key}: null` ({method})"
-            assert key in pretrain_params, f"dvc.yaml pretrain does not track {key} ({method})"
+            assert key in resolved, f"pretrain's resolved params lack {key} ({method})"
+
+
+def test_an_ignored_knob_is_still_checked(project, caplog) -> None:
+    with pytest.raises(ConfigError, match=r"lambda=-1.0 is not allowed: expected float > 0.0.*read by barlow"):
+        load_config(write_params(project, method="simclr", **{"lambda": -1}))
+    with pytest.raises(ConfigError, match=r"queue_size='big'.*read by moco, mocov1"):
+        load_config(write_params(project, method="simclr", queue_size="big", **{"lambda": None}))
+    load_config(write_params(project, method="simclr", queue_size=None, **{"lambda": 0.01}))
+    assert "lambda=0.01 is ignored" in caplog.text
 
 
 def test_method_section_is_refused_with_the_top_level_spelling(project) -> None:

@@ -16,6 +16,8 @@ from conftest import write_params
 from selfsup.config import load_config
 from selfsup.methods import DataInfo, build_method
 
+pytestmark = pytest.mark.slow  # each test starts torchrun with two processes
+
 WORKERS = Path(__file__).parent / "workers"
 NO_BN = {"backbone": {"name": "small_cnn", "width": 4, "norm": "none"},
          "projector": {"layers": 2, "hidden_dim": 16, "out_dim": 8, "hidden_bn": False}}

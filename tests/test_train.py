@@ -81,3 +81,29 @@ def test_multi_crop_is_refused_by_a_method_without_it(project) -> None:
         "size": 16, "multi_crop": {"n_small": 2, "size": 8}}}))
     with pytest.raises(ConfigError, match=r"views.multi_crop.n_small=2 but method 'simclr'"):
         Trainer(cfg, data, project / "ck")
+
+
+def test_a_rerun_that_finds_a_finished_checkpoint_reports_the_same_metrics(project) -> None:
+    """Rerunning pretrain after its outputs were deleted resumes at the last step and trains nothing;
+    its metrics (the collapse diagnostic scaled by sqrt(d) included) equal the first run's."""
+    from selfsup.pretrain import pretrain
+
+    data = tiny_dataset(project / "data")
+    cfg = load_config(write_params(project, **TINY_RUN))
+    first = pretrain(cfg, data, project / "out1", project / "ck", track=False)
+    again = pretrain(cfg, data, project / "out2", project / "ck", track=False)
+    assert again == first
+    assert first["collapse_std_x_sqrt_d"] == pytest.approx(first["collapse_std"] * TINY_RUN["projector"]["out_dim"]
+                                                           ** 0.5)
+    assert (project / "out1" / "history.csv").read_text() == (project / "out2" / "history.csv").read_text()
+
+
+def test_a_checkpoint_of_other_code_is_not_resumed(project, monkeypatch) -> None:
+    import selfsup.train
+
+    data = tiny_dataset(project / "data")
+    cfg = load_config(write_params(project, **TINY_RUN))
+    Trainer(cfg, data, project / "ck").fit(until=5)
+    assert Trainer(cfg, data, project / "ck").try_resume()
+    monkeypatch.setattr(selfsup.train, "code_version", lambda: "other-code")
+    assert not Trainer(cfg, data, project / "ck").try_resume()

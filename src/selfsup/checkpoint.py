@@ -3,7 +3,8 @@
 A checkpoint holds everything needed to continue bit-for-bit: model (including method state kept
 in buffers: queues, banks, centres, EMA teachers), optimiser, grad scaler, step, and the torch,
 CUDA, numpy and Python RNG states. It is only resumed when its fingerprint matches the current
-config, so a changed knob never continues from a stale run. Loading uses ``weights_only=True``.
+config and to the code (:func:`code_version`), so a changed knob or a changed method never continues
+from a stale run. Loading uses ``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,17 @@ def fingerprint(config_dict: dict) -> str:
     d = {k: v for k, v in config_dict.items() if k != "eval"}
     d["train"] = {k: v for k, v in d.get("train", {}).items() if k not in ("checkpoint_every", "log_every")}
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def code_version() -> str:
+    """Hash of the ``selfsup`` package's source files. Training state written by other code is not
+    resumed: a rerun after a code change trains again instead of returning the old weights."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def rng_state() -> dict[str, Any]:

@@ -24,7 +24,7 @@ import yaml
 
 from selfsup.errors import ConfigError
 from selfsup.io import atomic_write_text
-from selfsup.schema import build, flatten, knob, param_key, to_dict
+from selfsup.schema import Omitted, build, flatten, knob, param_key, to_dict
 
 log = logging.getLogger(__name__)
 
@@ -468,8 +468,8 @@ class Config:
     def to_dict(self) -> dict:
         """Params-file form: sections as mappings, method knobs back at the top level."""
         out = {param_key(f): to_dict(getattr(self, f.name)) for f in dataclasses.fields(self)
-               if not f.metadata.get("internal")}
-        if self.knobs is not None:
+               if not f.metadata.get("internal") and not isinstance(getattr(self, f.name), Omitted)}
+        if self.knobs is not None and not isinstance(self.knobs, Omitted):
             out.update(to_dict(self.knobs))
         return out
 
@@ -585,6 +585,23 @@ def knob_keys(method: str) -> set[str]:
     return {param_key(f) for f in dataclasses.fields(REGISTRY[method].Knobs)}
 
 
+def check_foreign_knob(key: str, value: Any, method: str) -> None:
+    """A knob ``method`` ignores must still be valid for a method that reads it, so that a bad value
+    fails now rather than after a later switch of method, and never passes unnoticed."""
+    from selfsup.methods import REGISTRY
+
+    owners = [m for m in sorted(REGISTRY) if key in knob_keys(m)]
+    errors = []
+    for owner in owners:
+        try:
+            build(REGISTRY[owner].Knobs, {key: value})
+            return
+        except ConfigError as exc:
+            errors.append(str(exc))
+    raise ConfigError(f"{errors[0]} ({key} is read by {', '.join(owners)}; method {method!r} ignores it, but "
+                      f"every knob is checked whichever method runs)")
+
+
 def config_from_dict(merged: dict, warn_about: set[str] = frozenset()) -> Config:
     """Build and validate a :class:`Config` from one merged mapping (e.g. a saved ``config.yaml``).
 
@@ -600,6 +617,7 @@ def config_from_dict(merged: dict, warn_about: set[str] = frozenset()) -> Config
     own = knob_keys(method)
     others = set().union(*(knob_keys(m) for m in REGISTRY)) - own
     for key in sorted(others & set(merged)):
+        check_foreign_knob(key, merged[key], method)
         if key in warn_about:
             log.warning("%s=%r is ignored: method %r does not use it", key, merged[key], method)
         merged.pop(key)

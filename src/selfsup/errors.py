@@ -15,3 +15,7 @@ class DataError(SelfSupError):
 
 class TrainingError(SelfSupError):
     """Training cannot go on (e.g. the loss became NaN)."""
+
+
+class OutputError(SelfSupError):
+    """An output cannot be written (e.g. its folder is read-only)."""

@@ -52,14 +52,20 @@ def image_params(cfg: Config) -> dict[str, Any]:
 
 
 def pretrain(cfg: Config, data_dir: Path, out_dir: Path, checkpoint_dir: Path, track: bool = True,
-             backgrounds_dir: Path | None = None, tags: dict[str, str] | None = None) -> dict:
+             backgrounds_dir: Path | None = None, tags: dict[str, str] | None = None,
+             model_dir: Path | None = None) -> dict:
     """Pretrain ``cfg.method`` on the prepared dataset; returns the final metrics.
+
+    The records (``metrics.json``, ``history.csv``, ``config.yaml``) go to ``out_dir``; the model, its
+    MLflow run id and its loss plot (``model.pt``, ``run.json``, ``loss.png``) to ``model_dir``, which
+    defaults to ``out_dir``: a pipeline can keep small records in git and the rest in the DVC cache.
 
     ``backgrounds_dir`` is the ``backgrounds`` stage's bank, read when ``views.background`` is on;
     ``tags`` are added to the MLflow run's (e.g. ``figure`` for runs of the paper pipeline); a ``run``
     tag also names the MLflow run, so the compare view shows ``barlow-lambda0.05``, not a random name.
     """
     out_dir = Path(out_dir)
+    model_dir = out_dir if model_dir is None else Path(model_dir)
     trainer = Trainer(cfg, data_dir, checkpoint_dir, backgrounds_dir=backgrounds_dir)
     resumed = trainer.try_resume()
     tracker = None
@@ -81,17 +87,17 @@ def pretrain(cfg: Config, data_dir: Path, out_dir: Path, checkpoint_dir: Path, t
                    "collapse_std_x_sqrt_d": last.get("collapse_std", math.nan) * math.sqrt(trainer.embed_dim),
                    "steps": trainer.step, "epochs": cfg.epochs}
         if dist.is_main():
-            out_dir.mkdir(parents=True, exist_ok=True)
-            save_model(out_dir / "model.pt", trainer.method, cfg)
+            save_model(model_dir / "model.pt", trainer.method, cfg)
             atomic_write_text(out_dir / "history.csv", history.to_csv())
-            plot_history(history.rows, out_dir / "loss.png", f"{cfg.method} on {cfg.dataset}")
+            plot_history(history.rows, model_dir / "loss.png", f"{cfg.method} on {cfg.dataset}")
             write_json(out_dir / "metrics.json", metrics)
             save_config(cfg, out_dir / "config.yaml")
-            write_json(out_dir / "run.json", {"run_id": trainer.run_id or "", "tracking": bool(tracker)})
+            write_json(model_dir / "run.json", {"run_id": trainer.run_id or "", "tracking": bool(tracker)})
             if tracker:
                 tracker.log_metrics({f"train/final_{k}": v for k, v in metrics.items()}, step=trainer.step)
-                for name in ("config.yaml", "history.csv", "loss.png", "model.pt"):
-                    tracker.log_artifact(out_dir / name)
+                for path in (out_dir / "config.yaml", out_dir / "history.csv", model_dir / "loss.png",
+                             model_dir / "model.pt"):
+                    tracker.log_artifact(path)
                 tracker.finish()
     dist.shutdown()
     return metrics

@@ -17,6 +17,10 @@ from selfsup.errors import ConfigError
 T = TypeVar("T")
 
 
+class Omitted:
+    """Base of values that stand in for a section left out of a config; :func:`to_dict` skips them."""
+
+
 def knob(default: Any = dataclasses.MISSING, *, gt: float | None = None, ge: float | None = None,
          lt: float | None = None, le: float | None = None, choices: typing.Sequence[Any] | None = None,
          key: str | None = None, doc: str = "") -> Any:
@@ -153,7 +157,8 @@ def build(cls: type[T], data: dict | None, prefix: str = "") -> T:
 def to_dict(obj: Any) -> Any:
     """The params-file form of a schema object (field keys, lists for tuples)."""
     if dataclasses.is_dataclass(obj):
-        return {param_key(f): to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {param_key(f): to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if not isinstance(getattr(obj, f.name), Omitted)}
     if isinstance(obj, (list, tuple)):
         return [to_dict(v) for v in obj]
     if isinstance(obj, dict):

@@ -22,7 +22,15 @@ from tqdm import tqdm
 from selfsup import dist
 from selfsup.augment.background import BackgroundAugment, BackgroundBank, check_method_accepts
 from selfsup.augment.views import ViewGenerator
-from selfsup.checkpoint import LAST, fingerprint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from selfsup.checkpoint import (
+    LAST,
+    code_version,
+    fingerprint,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from selfsup.config import Config
 from selfsup.data.store import images_tensor, load_meta, pretraining_images
 from selfsup.errors import ConfigError, DataError, TrainingError
@@ -114,11 +122,11 @@ class Trainer:
         self.amp = self.cuda and cfg.train.amp
         self.amp_dtype = torch.bfloat16 if cfg.train.amp_dtype == "bfloat16" else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
-        self.fingerprint = fingerprint(cfg.to_dict())
+        self.fingerprint = fingerprint({**cfg.to_dict(), "code": code_version()})
         self.step = 0
         self.history = History()
         self.run_id: str | None = None
-        self.embed_dim = 1
+        self.embed_dim = 0  # set by the first step, or restored with the checkpoint
         self.epoch_sums = torch.zeros(3, device=self.device)  # loss, collapse std, steps this epoch
         self.rng = rng_state()  # restored when fit() starts, so runs do not depend on what ran before
 
@@ -152,6 +160,7 @@ class Trainer:
             "history": self.history.rows,
             "epoch_sums": self.epoch_sums.cpu(),
             "run_id": self.run_id or "",
+            "embed_dim": self.embed_dim,
         }
 
     def save(self) -> None:
@@ -166,7 +175,8 @@ class Trainer:
             return False
         state = load_checkpoint(path, map_location=self.device)
         if state.get("fingerprint") != self.fingerprint:
-            log.warning("checkpoint %s belongs to a different config; starting from scratch", path)
+            log.warning("checkpoint %s belongs to a different config or version of the code; starting from scratch",
+                        path)
             return False
         self.method.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -176,6 +186,7 @@ class Trainer:
         self.history.rows = list(state["history"])
         self.epoch_sums = state["epoch_sums"].to(self.device)
         self.run_id = state["run_id"] or None
+        self.embed_dim = int(state["embed_dim"])
         log.info("resumed from %s at step %d/%d", path, self.step, self.total_steps)
         return True
 

@@ -58,7 +58,7 @@ def test_bad_search_params_are_a_config_error_naming_the_key_before_training(pro
     with pytest.raises(ConfigError, match=message):
         cfg = load_config(project / "params.yaml")
         parse_space(cfg.search)
-        run_search(cfg, project / "params.yaml", project / "data", project / "study", project / "out", track=False)
+        run_search(cfg, project / "data", project / "study", project / "out", track=False)
     assert not (project / "out").exists()
     assert not (project / "study" / JOURNAL).exists() or not _study(project).trials
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import runpy
 import sys
 from pathlib import Path
@@ -12,11 +13,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from video_clips import SHIFT, drifting_texture, garbage, texture_clip, tone, truncate
+from video_clips import SHIFT, drifting_texture, garbage, texture_clip, tone, truncate, zero_middle
 
 from conftest import REPO, write_params
 from selfsup.config import Config, load_config
 from selfsup.data.media import decode_frames, encode_clip
+from selfsup.data.video import load_video_index
 from selfsup.data.video_store import load_video_features
 from selfsup.errors import ConfigError, DataError
 from selfsup.prep.audio import LOG_OFFSET, mel_centres
@@ -130,6 +132,50 @@ def test_float16_flow_storage_keeps_pixels_per_frame(video_dir: Path, tmp_path: 
 def test_on_corrupt_fail_names_the_file_and_the_param(video_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"cut\.mp4.*video\.extract\.on_corrupt=skip"):
         extract(extract_cfg(on_corrupt="fail"), video_dir, tmp_path / "f", progress=False)
+    assert not (tmp_path / "f").exists() and not (tmp_path / "f.tmp").exists()
+
+
+@pytest.fixture(scope="module")
+def zeroed_dir(video_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The healthy clips of ``video_dir`` plus a train clip whose middle third of bytes is zeroed (ffmpeg
+    exits 0 on it, logging decoder errors)."""
+    root = tmp_path_factory.mktemp("prepared_zeroed") / "video"
+    root.mkdir()
+    zero_middle(video_dir / "clips" / "right2.mp4", root / "zeroed.mp4")
+    meta, index = load_video_index(video_dir)
+    index["train"] = [e for e in index["train"] if e["name"] not in ("cut", "junk")]
+    index["train"].insert(1, {"name": "zeroed", "path": "zeroed.mp4", "label": 1})
+    (root / "index.json").write_text(json.dumps(index))
+    (root / "meta.json").write_text(json.dumps(meta))
+    return root
+
+
+def test_a_clip_with_decoder_errors_is_skipped_with_the_error(zeroed_dir: Path, features: tuple[Path, dict],
+                                                              tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="selfsup.prep.extract"):
+        metrics = extract(extract_cfg(), zeroed_dir, tmp_path / "f", workers=2, progress=False)
+    assert (metrics["clips_train"], metrics["clips_test"], metrics["skipped"]) == (3, 2, 1)
+    assert "train clip zeroed" in " ".join(r.getMessage() for r in caplog.records)
+    meta = json.loads((tmp_path / "f" / "meta.json").read_text())
+    assert [(s["split"], s["name"], s["path"]) for s in meta["skipped"]] == [
+        ("train", "zeroed", str(zeroed_dir / "zeroed.mp4"))]
+    assert re.search(r"zeroed\.mp4: (Invalid|channel element|.*error)", meta["skipped"][0]["error"])
+    # the healthy clips come out exactly as from the folder without the damaged clip
+    out, _ = features
+    for name in ("frames", "flow", "logmel", "labels", "names"):
+        for split in ("train", "test"):
+            if name == "names":
+                assert (tmp_path / "f" / f"names_{split}.json").read_text() == (out / f"names_{split}.json").read_text()
+            else:
+                np.testing.assert_array_equal(np.load(tmp_path / "f" / f"{name}_{split}.npy"),
+                                              np.load(out / f"{name}_{split}.npy"), err_msg=f"{name}_{split}")
+
+
+def test_on_corrupt_fail_stops_at_a_clip_with_decoder_errors(zeroed_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"clip zeroed .*zeroed\.mp4: .*(Invalid|channel element|error).*"
+                                        r"on_corrupt=skip") as info:
+        extract(extract_cfg(on_corrupt="fail"), zeroed_dir, tmp_path / "f", workers=2, progress=False)
+    assert "re-encode" in str(info.value).lower()
     assert not (tmp_path / "f").exists() and not (tmp_path / "f.tmp").exists()
 
 

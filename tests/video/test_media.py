@@ -6,9 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from video_clips import dominant_frequency, garbage, texture_clip, tone, truncate
+from video_clips import dominant_frequency, garbage, texture_clip, tone, truncate, zero_middle
 
-from selfsup.data.media import decode_audio, decode_frames, encode_clip, even_indices, last_ffmpeg_line
+from selfsup.config import SyntheticActionsConfig
+from selfsup.data.media import decode_audio, decode_frames, decoder_errors, encode_clip, even_indices, last_ffmpeg_line
+from selfsup.data.synthetic_actions import write_synthetic_actions
 from selfsup.errors import DataError
 
 
@@ -67,6 +69,37 @@ def test_damaged_files_raise_a_data_error_naming_the_file_and_ffmpeg_s_reason(tm
     head.write_bytes(good.read_bytes()[:200])
     with pytest.raises(DataError, match=r"head\.mp4: "):
         decode_frames(head, 4, 16)
+
+
+def test_a_clip_with_zeroed_bytes_is_corrupt_though_ffmpeg_exits_0(tmp_path: Path) -> None:
+    good = texture_clip(tmp_path / "good.mp4")
+    zeroed = zero_middle(good, tmp_path / "zeroed.mp4")
+    # ffmpeg conceals the damage and exits 0: its decoder errors on stderr are what flag the clip
+    for decode in (lambda p: decode_frames(p, 4, 16), lambda p: decode_audio(p, 16000)):
+        with pytest.raises(DataError, match=r"zeroed\.mp4: (Invalid|channel element|.*error)") as info:
+            decode(zeroed)
+        assert "@ 0x" not in str(info.value)  # the first error line, without ffmpeg's [decoder @ address] prefix
+
+
+def test_healthy_clips_yield_no_decoder_errors(tmp_path: Path) -> None:
+    """Healthy clips, including synthetic-actions clips at the default size, are never flagged."""
+    spec = SyntheticActionsConfig(clips_per_class=4)
+    plans = write_synthetic_actions(0, spec, tmp_path / "synthetic", workers=2)
+    clips = [tmp_path / "synthetic" / plan.path for plan in plans]
+    clips += [texture_clip(tmp_path / "tone.mp4"), texture_clip(tmp_path / "silent.mp4", freq=None)]
+    for clip in clips:
+        assert decode_frames(clip, None, 64).shape[0] >= 8
+        decode_audio(clip, 16000)
+
+
+def test_decoder_errors_are_the_error_lines_without_prefixes() -> None:
+    stderr = (b"[h264 @ 0x55f2] Invalid NAL unit size (0 > 15).\n"
+              b"    Last message repeated 2 times\n"
+              b"[vist#0:0/h264 @ 0x55f3] [dec:h264 @ 0x55f4] Decoding error: Invalid data found when processing input\n"
+              b"\n")
+    assert decoder_errors(stderr) == ["Invalid NAL unit size (0 > 15).",
+                                      "Decoding error: Invalid data found when processing input"]
+    assert decoder_errors(b"") == [] and decoder_errors("\n") == []
 
 
 def test_bad_frames_are_refused_before_ffmpeg_runs(tmp_path: Path) -> None:

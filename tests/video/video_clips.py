@@ -50,6 +50,16 @@ def truncate(src: Path, dst: Path) -> Path:
     return dst
 
 
+def zero_middle(src: Path, dst: Path) -> Path:
+    """``dst``: ``src`` with the middle third of its bytes zeroed (the index survives; ffmpeg logs
+    decoder errors for the damaged packets but exits with status 0)."""
+    data = bytearray(src.read_bytes())
+    third = len(data) // 3
+    data[third:2 * third] = bytes(third)
+    dst.write_bytes(bytes(data))
+    return dst
+
+
 def garbage(dst: Path) -> Path:
     dst.write_bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes())
     return dst

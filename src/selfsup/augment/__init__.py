@@ -1,0 +1,1 @@
+"""View pipelines: two-view and multi-crop augmentation, background augmentation."""

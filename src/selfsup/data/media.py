@@ -12,8 +12,12 @@
 
 A file ffmpeg cannot decode (missing, truncated, not a media file, no video stream) raises
 :class:`~selfsup.errors.DataError` naming the file and the last meaningful line ffmpeg wrote to
-stderr. A file ffmpeg reads with a "partial file" error (a truncated MP4 whose index survived)
-is treated the same way, even though ffmpeg exits with status 0.
+stderr. A damaged file often decodes with status 0: ffmpeg conceals the bad packets (a truncated
+MP4 whose index survived, zeroed or flipped bytes in the media data) and only logs errors. ffmpeg
+runs at loglevel ``error``, so on a healthy file it writes nothing to stderr; any line it writes
+(:func:`decoder_errors`) marks the file corrupt, and the DataError gives the first one. ffmpeg's
+``-xerror`` is not used: it lets a truncated video stream and errors logged while probing the
+streams through with status 0, so stderr has to be read anyway.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".m
 _PREFIX = re.compile(r"^(\[[^\]]*\]\s*)+")
 _WRAPPERS = ("Error opening input", "Error opening output", "Conversion failed", "Exiting normally")
 _NO_STREAM = "does not contain any stream"
-_TRUNCATED = "partial file"
+_REPEATED = "Last message repeated"
 
 
 def ffmpeg_exe() -> str:
@@ -52,6 +56,14 @@ def last_ffmpeg_line(stderr: bytes | str) -> str:
     if specific:
         return specific[-1]
     return lines[-1] if lines else "no message"
+
+
+def decoder_errors(stderr: bytes | str) -> list[str]:
+    """The error lines of ffmpeg's stderr at loglevel ``error`` (``[decoder @ 0x..]`` prefixes
+    stripped, blank and "Last message repeated" lines dropped): empty for a healthy file."""
+    text = stderr.decode(errors="replace") if isinstance(stderr, bytes) else stderr
+    lines = [_PREFIX.sub("", line).strip() for line in text.splitlines()]
+    return [line for line in lines if line and not line.startswith(_REPEATED)]
 
 
 def _run(stream: ffmpeg.nodes.OutputStream, path: Path, what: str,
@@ -74,6 +86,14 @@ def _check_input(path: Path) -> None:
 
 def _failed(path: Path, what: str, stderr: bytes) -> DataError:
     return DataError(f"ffmpeg cannot {what} {path}: {last_ffmpeg_line(stderr)}")
+
+
+def _check_clean(path: Path, what: str, stderr: bytes) -> None:
+    """Raise a DataError with the first decoder error when ffmpeg logged any (it exited 0)."""
+    errors = decoder_errors(stderr)
+    if errors:
+        more = f" (+{len(errors) - 1} more error lines)" if len(errors) > 1 else ""
+        raise DataError(f"ffmpeg found corrupt data when asked to {what} {path}: {errors[0]}{more}")
 
 
 def encode_clip(path: Path, frames: np.ndarray, audio: np.ndarray | None, fps: float,
@@ -136,8 +156,9 @@ def decode_frames(path: Path, n_frames: int | None, size: int) -> np.ndarray:
     out, stderr, ok = _run(stream, path, "decode")
     frame_bytes = size * size * 3
     n_total = len(out) // frame_bytes
-    if not ok or _TRUNCATED in stderr.decode(errors="replace"):
+    if not ok:
         raise _failed(path, "decode", stderr)
+    _check_clean(path, "decode", stderr)
     if n_total == 0:
         raise DataError(f"ffmpeg decoded no video frames from {path}: {last_ffmpeg_line(stderr)}")
     frames = np.frombuffer(out, dtype=np.uint8, count=n_total * frame_bytes).reshape(n_total, size, size, 3)
@@ -157,6 +178,7 @@ def decode_audio(path: Path, sample_rate: int) -> np.ndarray:
     text = stderr.decode(errors="replace")
     if not ok and _NO_STREAM in text:
         return np.zeros(0, dtype=np.float32)
-    if not ok or _TRUNCATED in text:
+    if not ok:
         raise _failed(path, "decode audio of", stderr)
+    _check_clean(path, "decode audio of", stderr)
     return np.frombuffer(out, dtype="<f4", count=len(out) // 4).astype(np.float32)

@@ -26,7 +26,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from selfsup.checkpoint import LAST, fingerprint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from selfsup.checkpoint import (
+    LAST,
+    code_version,
+    fingerprint,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from selfsup.config import Config
 from selfsup.elo.augment import jitter, random_crop
 from selfsup.elo.inputs import prepare_flow, prepare_frames, prepare_logmel
@@ -87,7 +95,8 @@ def _check_predict(model: EloModel, t: int) -> None:
 
 def _fingerprint(cfg: Config, data: dict[str, torch.Tensor]) -> str:
     elo = {k: v for k, v in to_dict(cfg.elo).items() if k != "epochs"}
-    return fingerprint({"elo": elo, "seed": cfg.seed, "data": {k: list(v.shape) for k, v in data.items()}})
+    return fingerprint({"elo": elo, "seed": cfg.seed, "data": {k: list(v.shape) for k, v in data.items()},
+                        "code": code_version()})
 
 
 def _augmented(batch: dict[str, torch.Tensor], cfg: Config, g: torch.Generator) -> dict[str, torch.Tensor]:

@@ -1,0 +1,1 @@
+"""Evaluation of frozen features: linear probe, kNN, fine-tuning, Zipf-KL."""

@@ -1,0 +1,1 @@
+"""Paper figures and tables, drawn from metrics files only."""

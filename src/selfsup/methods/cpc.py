@@ -56,7 +56,7 @@ from selfsup.models.backbones import build_backbone
 from selfsup.schema import knob
 
 # Rotation (``torch.rot90`` quarter turns of the (rows, cols) grid) that makes each prediction
-# direction point down: top-to-bottom, bottom-to-top, left-to-right, right-to-left.
+# direction point down: top-to-bottom, bottom-to-top, right-to-left, left-to-right.
 ROTATIONS = (0, 2, 1, 3)
 
 

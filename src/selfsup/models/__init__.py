@@ -1,0 +1,1 @@
+"""Backbones (small CNN, ResNets, ViTs) and heads."""

@@ -1,0 +1,1 @@
+"""Data preparation: foreground masks, in-painted backgrounds, optical flow and audio features."""

@@ -13,10 +13,11 @@ For each clip of both splits of a prepared video folder (:mod:`selfsup.data.vide
    turned into a log-mel spectrogram (:func:`~selfsup.prep.audio.log_mel`). A clip without audio
    gets the spectrogram of silence and is listed in ``meta.json`` under ``no_audio``.
 
-A clip ffmpeg cannot decode is skipped with a warning and listed in ``meta.json`` under
-``skipped``, or, with ``video.extract.on_corrupt: fail``, stops the stage. The output format is
-described in :mod:`selfsup.data.video_store`; arrays are written through memory maps, so the
-frames of a large dataset never sit in memory together.
+A clip ffmpeg cannot decode, or decodes while logging errors (a damaged file; see
+:mod:`selfsup.data.media`), is skipped with a warning and listed in ``meta.json`` under
+``skipped`` with ffmpeg's error, or, with ``video.extract.on_corrupt: fail``, stops the stage.
+The output format is described in :mod:`selfsup.data.video_store`; arrays are written through
+memory maps, so the frames of a large dataset never sit in memory together.
 
 Decoding runs ``workers`` ffmpeg processes at a time (threads waiting on subprocesses), one chunk
 of clips at a time; flow and log-mel run in the calling thread, with OpenCV and torch on one
@@ -121,8 +122,9 @@ def extract(cfg: Config, video_dir: Path, out_dir: Path, workers: int | None = N
 
     def corrupt(split: str, entry: dict, exc: DataError) -> None:
         if ecfg.on_corrupt == "fail":
-            raise DataError(f"{split} clip {entry['name']} ({entry['path']}) cannot be decoded: {exc}. Delete or "
-                            f"replace the file, or set video.extract.on_corrupt=skip to skip such clips") from exc
+            raise DataError(f"{split} clip {entry['name']} ({entry['path']}) cannot be decoded: {exc}. Re-encode, "
+                            f"replace or delete the file, or set video.extract.on_corrupt=skip (e.g. "
+                            f"`-S video.extract.on_corrupt=skip`) to skip such clips") from exc
         log.warning("skipping %s clip %s: %s", split, entry["name"], exc)
         skipped.append({"split": split, "name": entry["name"], "path": entry["path"], "error": str(exc)})
 
@@ -192,7 +194,7 @@ def extract(cfg: Config, video_dir: Path, out_dir: Path, workers: int | None = N
         pool.shutdown()
     total = time.perf_counter() - start
     if skipped:
-        log.warning("extract skipped %d clip(s) ffmpeg cannot decode: %s", len(skipped),
+        log.warning("extract skipped %d clip(s) ffmpeg cannot decode or found corrupt: %s", len(skipped),
                     ", ".join(f"{s['split']}/{s['name']}" for s in skipped))
     n_clips = sum(counts.values())
     audio_time = timers["audio_decode"] + timers["logmel"]

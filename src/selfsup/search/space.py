@@ -9,13 +9,13 @@ sampler must suit the space (CMA-ES needs at least two dimensions).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from selfsup.config import Config, SearchConfig, deep_merge, load_config
+from selfsup.config import Config, SearchConfig, config_from_dict, deep_merge
 from selfsup.errors import ConfigError
+from selfsup.stage_config import restrict
 
 
 @dataclass(frozen=True)
@@ -76,16 +76,16 @@ def parse_space(search: SearchConfig) -> list[Dimension]:
     return dims
 
 
-def check_space(params_path: Path, dims: list[Dimension], overrides: dict | None = None) -> None:
+def check_space(base: dict, dims: list[Dimension]) -> None:
     """Resolve the config at both corners of the box, so a wrong key fails before any training."""
     for corner in ("low", "high"):
-        values = nested({d.name: getattr(d, corner) for d in dims})
         try:
-            load_config(params_path, deep_merge(overrides or {}, values))
+            trial_config(base, {d.name: getattr(d, corner) for d in dims})
         except ConfigError as exc:
             raise ConfigError(f"search.space does not resolve at its {corner} bounds: {exc}") from exc
 
 
-def trial_config(params_path: Path, params: dict[str, float], overrides: dict | None = None) -> Config:
-    return load_config(params_path, deep_merge(overrides or {}, nested(params)))
-
+def trial_config(base: dict, params: dict[str, float]) -> Config:
+    """The config of a trial: the search stage's resolved params ``base`` with the trial's values on top,
+    restricted to what the search stage reads."""
+    return restrict(config_from_dict(deep_merge(base, nested(params))), "search")

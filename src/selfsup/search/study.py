@@ -9,6 +9,10 @@ and process that runs it; a trial left RUNNING by a process that no longer exist
 search) is marked FAIL when the search starts again and its params are queued once more, so no
 trial is lost and none is counted twice. Every trial is one nested MLflow run under the search's
 parent run.
+
+What a trial computes is an ``Objective``: a callable taking the trial's resolved config and the
+data folder and returning a ``TrialResult``. The stage uses ``objectives.run_trial`` (a short
+training scored by Zipf-KL); tests pass a cheap analytic function through the same code path.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import logging
 import multiprocessing
 import os
 import socket
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 from filelock import FileLock
@@ -29,9 +35,28 @@ from selfsup.errors import ConfigError, TrainingError
 from selfsup.io import atomic_write_text, write_json
 from selfsup.search.space import Dimension, check_space, nested, parse_space, trial_config
 
+if TYPE_CHECKING:
+    from selfsup.search.objectives import TrialResult
+
 log = logging.getLogger(__name__)
 JOURNAL = "study.journal"
 HOST = socket.gethostname()
+
+Objective = Callable[[Config, Path], "TrialResult"]
+"""What one trial computes from its config and the data folder; lower ``TrialResult.fitness`` is better."""
+
+
+class _GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler without its ``study.stop()`` once every grid point has been tried.
+
+    That call is only allowed inside ``Study.optimize``; under ask/tell it raises RuntimeError at the
+    ``tell`` of the last grid point. The study ends by ``search.n_trials`` instead, which
+    ``run_search`` keeps within the grid's size.
+    """
+
+    def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        pass
 
 
 def make_sampler(search: SearchConfig, dims: list[Dimension], worker: int = 0,
@@ -48,7 +73,7 @@ def make_sampler(search: SearchConfig, dims: list[Dimension], worker: int = 0,
     if search.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
     if search.sampler == "grid":
-        return optuna.samplers.GridSampler({d.name: d.grid(search.grid_points) for d in dims}, seed=seed)
+        return _GridSampler({d.name: d.grid(search.grid_points) for d in dims}, seed=seed)
     return optuna.samplers.RandomSampler(seed=seed)
 
 
@@ -142,40 +167,45 @@ def _parent_run(study_dir: Path, name: str, cfg: Config, track: bool) -> str | N
     return tracker.run_id
 
 
-def worker_loop(params_path: Path, overrides: dict, data_dir: Path, study_dir: Path, name: str, worker: int,
-                parent_run_id: str | None, threads: int = 0) -> int:
-    """Ask, train, tell until the study has its trials; returns how many trials this worker ran."""
+def worker_loop(base: dict, data_dir: Path, study_dir: Path, name: str, worker: int,
+                parent_run_id: str | None, threads: int = 0, objective: Objective | None = None) -> int:
+    """Ask, train, tell until the study has its trials; returns how many trials this worker ran.
+
+    ``base`` is the search stage's resolved params; a trial's config is it with the trial's values
+    on top. ``objective`` (default ``objectives.run_trial``) computes each trial's result.
+    """
     import torch
 
-    from selfsup.search.objectives import run_trial
     from selfsup.tracking import Tracker
 
+    if objective is None:
+        from selfsup.search.objectives import run_trial as objective
     if threads:
         torch.set_num_threads(threads)
-    base = trial_config(params_path, {}, overrides)
-    dims = parse_space(base.search)
-    storage = open_storage(base.search, study_dir)
+    search = trial_config(base, {}).search
+    dims = parse_space(search)
+    storage = open_storage(search, study_dir)
     study = optuna.load_study(study_name=name, storage=storage)
-    study.sampler = make_sampler(base.search, dims, worker, len(study.trials))
+    study.sampler = make_sampler(search, dims, worker, len(study.trials))
     ran = failures = 0
-    while (asked := _next_trial(study, base.search, dims, study_dir)) is not None:
+    while (asked := _next_trial(study, search, dims, study_dir)) is not None:
         trial, params = asked
         tracker = None
         if parent_run_id:
             tracker = Tracker.start({"stage": "search-trial", "trial": str(trial.number), "figure": "search",
-                                     "search.sampler": base.search.sampler, "search.target": base.search.target},
+                                     "search.sampler": search.sampler, "search.target": search.target},
                                     run_name=f"trial-{trial.number}", parent_run_id=parent_run_id)
             trial.set_user_attr("mlflow_run_id", tracker.run_id)
             tracker.log_params(params)
         try:
-            result = run_trial(trial_config(params_path, params, overrides), data_dir)
+            result = objective(trial_config(base, params), data_dir)
         except TrainingError as exc:
             log.warning("trial %d failed: %s", trial.number, exc)
             study.tell(trial, state=TrialState.FAIL)
             if tracker:
                 tracker.finish("FAILED")
             failures += 1
-            if failures > base.search.n_trials:
+            if failures > search.n_trials:
                 raise TrainingError(f"{failures} search trials failed; see the warnings above") from exc
             continue
         except BaseException:
@@ -209,13 +239,21 @@ def study_name(cfg: Config) -> str:
     return f"{cfg.search.study_name}-{fingerprint(settings)}"
 
 
-def run_search(cfg: Config, params_path: Path, data_dir: Path, study_dir: Path, out_dir: Path,
-               overrides: dict | None = None, track: bool = True) -> dict:
-    """Create or resume the study in ``study_dir``, run its workers, write best params and trials to ``out_dir``."""
-    overrides = overrides or {}
+def run_search(cfg: Config, data_dir: Path, study_dir: Path, out_dir: Path, track: bool = True,
+               objective: Objective | None = None) -> dict:
+    """Create or resume the study in ``study_dir``, run its workers, write best params and trials to ``out_dir``.
+
+    Each trial's config is ``cfg`` with the trial's values on top (``cfg`` as the search stage gets it:
+    its resolved params, with what the stage does not read left out).
+
+    ``objective`` computes each trial (default ``objectives.run_trial``, a short training scored by
+    Zipf-KL); with ``search.n_workers`` > 1 it must be picklable (a module-level function), since
+    the workers are spawned processes.
+    """
+    base = cfg.to_dict()
     search = cfg.search
     dims = parse_space(search)
-    check_space(params_path, dims, overrides)
+    check_space(base, dims)
     if search.sampler == "grid" and search.grid_points ** len(dims) < search.n_trials:
         raise ConfigError(f"search.n_trials={search.n_trials} exceeds the grid's {search.grid_points ** len(dims)} "
                           f"points; raise search.grid_points or lower search.n_trials")
@@ -227,12 +265,12 @@ def run_search(cfg: Config, params_path: Path, data_dir: Path, study_dir: Path, 
         recover_interrupted(study)
     parent = _parent_run(study_dir, name, cfg, track)
     if search.n_workers == 1:
-        worker_loop(params_path, overrides, data_dir, study_dir, name, 0, parent)
+        worker_loop(base, data_dir, study_dir, name, 0, parent, objective=objective)
     else:
         ctx = multiprocessing.get_context("spawn")
         threads = max(1, (os.cpu_count() or 1) // search.n_workers)
         procs = [ctx.Process(target=worker_loop,
-                             args=(params_path, overrides, data_dir, study_dir, name, w, parent, threads))
+                             args=(base, data_dir, study_dir, name, w, parent, threads, objective))
                  for w in range(search.n_workers)]
         for p in procs:
             p.start()

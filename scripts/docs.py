@@ -22,6 +22,7 @@ import csv
 import importlib.util
 import json
 import re
+import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -73,13 +74,19 @@ def _module(path: Path):  # noqa: ANN202 - a script loaded as a module
 
 # -- the default DAG (results/, committed by `dvc repro`) -----------------------------------------
 
+BACKBONES = {"small_cnn": "small CNN", "resnet18": "ResNet-18", "resnet50": "ResNet-50", "vit_tiny": "ViT-Tiny",
+             "vit_small": "ViT-S"}
+METHODS = {"barlow": "Barlow Twins", "byol": "BYOL", "cmc": "CMC", "cpc": "CPC", "dim": "Deep InfoMax",
+           "dino": "DINO", "instdisc": "InstDisc", "invaspread": "InvaSpread", "moco": "MoCo v2", "mocov1": "MoCo v1",
+           "mocov3": "MoCo v3", "simclr": "SimCLR", "simclrv2": "SimCLR v2", "simsiam": "SimSiam", "swav": "SwAV"}
+
 def default_images() -> str:
     ev = _json("results/evaluate/metrics.json")
     cfg = _yaml("results/config/pretrain.yaml")
-    name = {"simclr": "SimCLR"}.get(cfg["method"], cfg["method"])
+    name = METHODS.get(cfg["method"], cfg["method"])
     return (f"| frozen features | linear probe | kNN |\n|---|---|---|\n"
             f"| raw pixels | {pct(ev['pixels_linear_top1'])} | {pct(ev['pixels_knn_top1'])} |\n"
-            f"| random {cfg['backbone']['name'].replace('_', ' ')} (same architecture) | "
+            f"| random {BACKBONES[cfg['backbone']['name']]} (same architecture) | "
             f"{pct(ev['random_linear_top1'])} | {pct(ev['random_knn_top1'])} |\n"
             f"| {name} (`{cfg['preset']}`, {cfg['epochs']} epochs) | {pct(ev['linear_top1'])} | "
             f"{pct(ev['knn_top1'])} |")
@@ -101,9 +108,10 @@ def default_details() -> str:
     cfg = _yaml("results/config/pretrain.yaml")
     return (f"| features (frozen) | linear probe top-1 | kNN top-1 |\n|---|---|---|\n"
             f"| raw pixels | {pct(ev['pixels_linear_top1'])} | {pct(ev['pixels_knn_top1'])} |\n"
-            f"| random {cfg['backbone']['name'].replace('_', ' ')} (same architecture) | "
+            f"| random {BACKBONES[cfg['backbone']['name']]} (same architecture) | "
             f"{pct(ev['random_linear_top1'])} | {pct(ev['random_knn_top1'])} |\n"
-            f"| **{cfg['method']}, `{cfg['preset']}` preset, {cfg['epochs']} epochs** | **{pct(ev['linear_top1'])}** "
+            f"| **{METHODS.get(cfg['method'], cfg['method'])}, `{cfg['preset']}` preset, {cfg['epochs']} epochs** | "
+            f"**{pct(ev['linear_top1'])}** "
             f"| **{pct(ev['knn_top1'])}** |\n"
             f"| gain over the random backbone | **{points(ev['gain_linear'])} points** | "
             f"{points(ev['gain_knn'])} points |\n\n"
@@ -194,6 +202,166 @@ def extract_throughput() -> str:
             f"| log-mel alone (torch.stft) | {rec['logmel_clips_per_s']:,.0f} clips/s |")
 
 
+def machine() -> str:
+    m = _json(RECORDS / "dag_time.json")["machine"]
+    return (f"Machine for every figure below unless stated: {m['cpus']} CPU cores ({m['cpu']}), {m['memory_gib']} GiB "
+            f"RAM, {'a GPU' if m['gpu'] else 'no GPU'}, Python {m['python']}, torch {m['torch']}.")
+
+
+def _methods(folder: str) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted((RECORDS / folder).glob("*.json"))}
+
+
+def _gains(rows: dict[str, dict], key: str = "gain_linear") -> str:
+    return ", ".join(f"{name} {points(r[key])}" for name, r in sorted(rows.items(), key=lambda kv: -kv[1][key]))
+
+
+WIDE = 0.15  # "a wide margin": this many points linear over the same extractor randomly initialised
+
+
+def methods_summary() -> str:
+    bg = _methods("methods")
+    wide = {k: r for k, r in bg.items() if r["gain_linear"] >= WIDE}
+    rest = {k: r for k, r in bg.items() if r["gain_linear"] < WIDE}
+    knn_below = sorted(k for k, r in rest.items() if r["gain_knn"] <= 0)
+    low, high = (f(r["gain_linear"] for r in rest.values()) for f in (min, max))
+    return (f"At this budget {len(wide)} of the {len(bg)} methods beat their random extractor by "
+            f"{100 * WIDE:.0f} points or more linear ({_gains(wide)}). The other {len(rest)} gain "
+            f"{points(low)} to {points(high)} ({_gains(rest)}), and {len(knn_below)} of them "
+            f"({', '.join(knn_below)}) are at or below it in kNN.")
+
+
+def plain_summary() -> str:
+    bg, plain = _methods("methods"), _methods("methods-plain")
+    wide = {k: r for k, r in plain.items() if r["gain_linear"] >= WIDE}
+    weak = {k for k, r in bg.items() if r["gain_linear"] < WIDE}
+    rescued = {k: plain[k] for k in sorted(weak) if k in wide}
+    not_learning = sorted(set(plain) - set(wide))
+    knn_random = statistics.median(r["random_knn_top1"] for r in plain.values())
+    knn_beat = {k: r for k, r in plain.items() if r["gain_knn"] > 0}
+    return (f"On plain digits {len(wide)} of the {len(plain)} methods beat their random extractor by "
+            f"{100 * WIDE:.0f} points or more linear, among them {len(rescued)} of the {len(weak)} that do not on "
+            f"digits-bg ({_gains(rescued)}). Below that bar on plain digits: {', '.join(not_learning) or 'none'}. "
+            f"kNN is a harder bar here: a random small CNN already puts {pct(knn_random)} (median over the rows) of "
+            f"plain digits next to their own class, and {len(knn_beat)} methods beat it "
+            f"({_gains(knn_beat, 'gain_knn')}).")
+
+
+def nuisance_summary() -> str:
+    white, black = _methods("methods-white"), _methods("methods-black")
+    return (f"Coloured digits on black: {_gains(black)} points linear. White digits on the photographs: "
+            f"{_gains(white)}.")
+
+
+def background_summary() -> str:
+    rows = {r["name"]: r for r in _json(RECORDS / "background_probe.json")["rows"]}
+    random = next(r for name, r in rows.items() if name.startswith("random"))
+    methods = _methods("methods")
+    trained = {k: r for k, r in rows.items() if k in methods}
+    wide = [k for k in trained if methods[k]["gain_linear"] >= WIDE]
+    weak = [k for k in trained if methods[k]["gain_linear"] < WIDE]
+
+    def span(names: list[str], key: str) -> str:
+        values = [trained[k][key] for k in names]
+        return f"{pct(min(values))} to {pct(max(values))}"
+
+    return (f"A random CNN already tells the background crops apart ({pct(random['bg_linear'])} linear, chance "
+            f"{pct(1 / 64)}). The methods that learn the digit keep the background as well "
+            f"({span(wide, 'bg_linear')}) as those that do not ({span(weak, 'bg_linear')}); what differs is the digit: "
+            f"{span(wide, 'digit_linear')} against {span(weak, 'digit_linear')} "
+            f"(random {pct(random['digit_linear'])}).")
+
+
+def paper_reproduces() -> str:
+    runs = {name: _json(Path("results/paper/runs") / name / "evaluate" / "metrics.json")
+            for name in _methods("methods")}
+    same = [k for k, r in _methods("methods").items()
+            if f"{100 * r['linear_top1']:.1f}" == f"{100 * runs[k]['linear_top1']:.1f}"
+            and f"{100 * r['knn_top1']:.1f}" == f"{100 * runs[k]['knn_top1']:.1f}"]
+    differ = sorted(set(runs) - set(same))
+    return (f"The pipeline's runs reproduce the shared-budget table above to the printed digit for {len(same)} of "
+            f"the {len(runs)} methods" + (f" (not: {', '.join(differ)})." if differ else "."))
+
+
+def _run(name: str) -> tuple[dict, dict]:
+    root = Path("results/paper/runs") / name
+    return _json(root / "pretrain" / "metrics.json"), _json(root / "evaluate" / "metrics.json")
+
+
+def barlow_summary() -> str:
+    runs = {}
+    for path in sorted((REPO / "results/paper/runs").glob("barlow*/pretrain/config.yaml")):
+        runs[yaml.safe_load(path.read_text())["lambda"]] = path.parent.parent.name
+    scored = {lam: _run(name) for lam, name in runs.items()}
+    best = max(scored, key=lambda lam: scored[lam][1]["linear_top1"])
+    tenfold = min((lam for lam in scored if lam > best), default=None)
+    text = f"Here the best of the {len(scored)} values is {best:g} ({pct(scored[best][1]['linear_top1'])} linear)."
+    if tenfold is not None:
+        train, ev = scored[tenfold]
+        drop = 100 * (scored[best][1]["linear_top1"] - ev["linear_top1"])
+        text += (f" At {tenfold:g} the linear probe drops by {drop:.1f} points ({pct(ev['linear_top1'])}, against "
+                 f"{pct(ev['random_linear_top1'])} for the random extractor)"
+                 f" and the collapse diagnostic from {scored[best][0]['collapse_std_x_sqrt_d']:.2f} to "
+                 f"{train['collapse_std_x_sqrt_d']:.2f}.")
+    return text
+
+
+def simsiam_summary() -> str:
+    (with_sg, ev_sg), (without, ev_no) = _run("simsiam"), _run("simsiam-no_stop_gradient")
+    return (f"Without the stop-gradient the loss ends at {without['loss']:.3f} (its trivial minimum is -1: every "
+            f"pair of views mapped to the same direction), the collapse diagnostic at "
+            f"{without['collapse_std_x_sqrt_d']:.2f} (x sqrt(d); about 1 when healthy), and the frozen features score "
+            f"{pct(ev_no['linear_top1'])} linear against {pct(ev_no['random_linear_top1'])} for the random extractor. "
+            f"With it: loss {with_sg['loss']:.3f}, "
+            f"diagnostic {with_sg['collapse_std_x_sqrt_d']:.2f}, {pct(ev_sg['linear_top1'])} linear.")
+
+
+def background_ablation_summary() -> str:
+    lines = []
+    for method in ("byol", "moco", "swav"):
+        base = _run(method)[1]["linear_top1"]
+        deltas = [_run(f"{method}-bg_{m}")[1]["linear_top1"] - base for m in ("estimated", "ground_truth")]
+        lines.append(f"{method} {points(deltas[0])} (estimated masks) and {points(deltas[1])} (ground-truth masks)")
+    return ("Change in linear accuracy against the same method without background augmentation: "
+            + "; ".join(lines) + ".")
+
+
+def search_summary() -> str:
+    from selfsup.figures.search import best_so_far, read_studies, zipf_vs_accuracy
+
+    studies = read_studies(REPO / "results/paper/search")
+    finals = {key: best_so_far(rows)[-1] for key, rows in studies.items()}
+    seeds = sorted({seed for _, seed in studies})
+    mean = {s: statistics.mean(finals[s, seed] for seed in seeds) for s in ("cmaes", "random")}
+    wins = sum(finals["cmaes", seed] < finals["random", seed] for seed in seeds)
+    _, acc, rho = zipf_vs_accuracy(studies)
+    trials = min(len(rows) for rows in studies.values())
+    relative = 100 * (mean["random"] - mean["cmaes"]) / mean["random"]
+    spread, gap = max(finals.values()) - min(finals.values()), abs(mean["random"] - mean["cmaes"])
+    spread_vs_gap = ("larger than the gap between the samplers' means, so this small sample does not separate "
+                     "them firmly" if spread > gap else "smaller than the gap between the samplers' means")
+    return (f"After {trials} trials CMA-ES ends lower than random search for {wins} of the {len(seeds)} seeds; the "
+            f"mean best Zipf-KL is {mean['cmaes']:.4f} for CMA-ES and {mean['random']:.4f} for random search "
+            f"({relative:+.0f}% relative to random). The per-seed spread ({min(finals.values()):.4f} to "
+            f"{max(finals.values()):.4f}) is {spread_vs_gap}. Over all {len(acc)} trials Spearman's rho between "
+            f"Zipf-KL and kNN accuracy is {rho:+.2f}; every trial's kNN accuracy lies between {pct(acc.min())} and "
+            f"{pct(acc.max())} (chance {pct(1 / 8)}).")
+
+
+def elo_summary() -> str:
+    runs = {v: _json(Path("results/paper/elo") / v / "evaluate" / "metrics.json")
+            for v in ("rgb_only", "distill", "full")}
+    random = runs["full"]
+    best = min(runs, key=lambda v: runs[v]["zipf_kl"])
+    return (f"Linear / kNN on the test clips: random initialisation {pct(random['random_linear_top1'])} / "
+            f"{pct(random['random_knn_top1'])}; RGB tasks only {pct(runs['rgb_only']['linear_top1'])} / "
+            f"{pct(runs['rgb_only']['knn_top1'])}; with flow and audio distilled "
+            f"{pct(runs['distill']['linear_top1'])} / {pct(runs['distill']['knn_top1'])}; the default weights "
+            f"{pct(runs['full']['linear_top1'])} / "
+            f"{pct(runs['full']['knn_top1'])} (chance {pct(1 / 8)}). The lowest Zipf-KL is the `{best}` variant's "
+            f"({runs[best]['zipf_kl']:.3f}).")
+
+
 def figure_table(name: str, root: str = "results/paper/figures") -> Callable[[], str]:
     """A table the figures stage wrote (``<root>/<name>.md``), as it is."""
     def render() -> str:
@@ -206,6 +374,17 @@ def remote_roundtrip() -> str:
 
 
 RENDERERS: dict[str, Callable[[], str]] = {
+    "machine": machine,
+    "methods-summary": methods_summary,
+    "plain-summary": plain_summary,
+    "nuisance-summary": nuisance_summary,
+    "background-probe-summary": background_summary,
+    "paper-reproduces": paper_reproduces,
+    "barlow-summary": barlow_summary,
+    "simsiam-summary": simsiam_summary,
+    "background-ablation-summary": background_ablation_summary,
+    "search-summary": search_summary,
+    "elo-summary": elo_summary,
     "default-images": default_images,
     "default-video": default_video,
     "default-details": default_details,

@@ -1,0 +1,50 @@
+"""README.md and BENCHMARKS.md say only what their committed records say.
+
+Every measured number sits in a generated block that scripts/docs.py renders from records kept in
+git; the check fails when a block and its records disagree, and typed prose holds no measurement.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+
+import pytest
+
+from conftest import REPO
+
+spec = importlib.util.spec_from_file_location("docs", REPO / "scripts" / "docs.py")
+docs = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(docs)
+
+
+def test_every_generated_block_equals_what_its_records_render(capsys) -> None:
+    assert docs.main(["--check"]) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", docs.DOCS)
+def test_one_edited_digit_in_a_generated_block_fails_the_check(name: str) -> None:
+    text = (REPO / name).read_text()
+    blocks = list(docs.BLOCK.finditer(text))
+    assert blocks, f"{name} has no generated blocks"
+    for block in blocks:
+        digit = re.search(r"\d", block["body"])
+        if digit is None:
+            continue
+        at = block.start("body") + digit.start()
+        edited = text[:at] + str((int(text[at]) + 1) % 10) + text[at + 1:]
+        assert docs.regenerate(edited)[1] == [block["name"]]
+    assert docs.regenerate(text)[1] == []
+
+
+@pytest.mark.parametrize("name", docs.DOCS)
+def test_typed_prose_holds_no_measurement(name: str) -> None:
+    """Outside generated blocks and code, no decimal number and no percentage: those are measurements."""
+    prose = re.sub(r"Sec\. [\d.]+", "", docs.outside_blocks((REPO / name).read_text()))  # a paper's sections
+    found = re.findall(r"[-+]?\d+\.\d+|\d+(?:\.\d+)?\s?%", prose)
+    assert found == [], f"{name}: typed numbers {found[:10]}; generate them from a record (scripts/docs.py)"
+
+
+def test_every_renderer_has_a_block_and_every_block_a_renderer() -> None:
+    names = {m["name"] for doc in docs.DOCS for m in docs.BLOCK.finditer((REPO / doc).read_text())}
+    assert names == set(docs.RENDERERS)

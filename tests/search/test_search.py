@@ -23,6 +23,7 @@ from selfsup.config import load_config
 from selfsup.errors import ConfigError
 from selfsup.search.space import parse_space
 from selfsup.search.study import JOURNAL, run_search, study_name
+from selfsup.stage_config import restrict
 
 IMAGE_SEARCH = {"target": "image", "sampler": "random", "n_trials": 4, "epochs": 1,
                 "space": {"temperature": [0.1, 0.5], "lr": [0.05, 0.5, "log"]}}
@@ -35,7 +36,7 @@ def _setup(project: Path, **search: object) -> Path:
 
 
 def _study(project: Path) -> optuna.Study:
-    cfg = load_config(project / "params.yaml")
+    cfg = restrict(load_config(project / "params.yaml"), "search")  # the config the search stage runs with
     storage = optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(project / "study" / JOURNAL)))
     return optuna.load_study(study_name=study_name(cfg), storage=storage)

@@ -8,11 +8,38 @@ import yaml
 from selfsup.__main__ import main
 
 
-def test_config_prints_the_resolved_config_with_overrides(project, capsys, monkeypatch) -> None:
+def test_config_prints_the_resolved_config_with_the_source_of_each_value(project, capsys, monkeypatch) -> None:
     monkeypatch.chdir(project)
     assert main(["config", "-S", "method=barlow", "-S", "lambda=0.002"]) == 0
-    cfg = yaml.safe_load(capsys.readouterr().out)
-    assert cfg["method"] == "barlow" and cfg["lambda"] == 0.002
+    out = capsys.readouterr().out
+    cfg = yaml.safe_load(out)  # still YAML: the sources are comments
+    assert cfg["method"] == "barlow" and cfg["lambda"] == 0.002 and cfg["views"]["size"] == 16
+    lines = {line.split(":")[0]: line for line in out.splitlines() if ": " in line and not line.startswith(" ")}
+    assert lines["lambda"].endswith("# -S") and lines["method"].endswith("# -S")
+    assert lines["preset"].endswith("# params.yaml")
+    assert lines["lr"].endswith("# params/presets/digits-cpu.yaml per_method.barlow")
+    assert lines["epochs"].endswith("# params/presets/digits-cpu.yaml")
+    assert lines["seed"].endswith("# params.yaml")
+    assert next(line for line in out.splitlines() if "grabcut_iterations:" in line).endswith("# default")
+    assert out.index("lambda:") < out.index("data:")  # the method's knobs come right after the top-level keys
+
+
+def test_config_changed_shows_only_what_differs_from_the_defaults(project, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(project)
+    assert main(["config", "--changed", "-S", "method=barlow"]) == 0
+    out = capsys.readouterr().out
+    cfg = yaml.safe_load(out)
+    assert cfg["method"] == "barlow" and cfg["views"]["size"] == 16
+    assert "seed" not in cfg and "video" not in cfg and "solarize" not in cfg["views"]
+    assert "# default" not in out
+
+
+def test_methods_say_what_the_preset_makes_of_each_paper_default(project, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(project)
+    assert main(["methods", "moco"]) == 0
+    out = capsys.readouterr().out
+    assert "queue_size = 65536  [here 4096, from params/presets/digits-cpu.yaml per_method.moco]" in out
+    assert "\n  temperature = 0.2  InfoNCE" in out  # not changed by the preset: no note
 
 
 def test_config_reports_a_bad_knob_on_one_line(project, capsys, monkeypatch) -> None:

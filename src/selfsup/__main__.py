@@ -1,8 +1,10 @@
 """`selfsup` command line: inspect the resolved configuration and the methods.
 
-    selfsup config                       # the resolved config of params.yaml, as YAML
+    selfsup config                       # the resolved config of params.yaml, each value with its source
+    selfsup config --changed             # only what differs from the schema defaults
     selfsup config -S method=barlow -S lambda=5e-3
-    selfsup methods                      # every method: its paper and its knobs with defaults
+    selfsup methods                      # every method: its paper, its knobs' paper defaults and what
+                                         # params.yaml and its preset make of them
     selfsup methods byol                 # one method
 """
 
@@ -13,15 +15,15 @@ import dataclasses
 import sys
 from pathlib import Path
 
-import yaml
-
-from selfsup.config import load_config, parse_overrides
+from selfsup.config import parse_overrides
+from selfsup.config_view import render, sources
 from selfsup.errors import SelfSupError
 from selfsup.schema import param_key
 
 
-def describe_methods(names: list[str]) -> str:
-    """Each method's paper (the first lines of its module docstring) and its knobs."""
+def describe_methods(names: list[str], params: Path | None = None) -> str:
+    """Each method's paper (the first lines of its module docstring) and its knobs with their paper
+    defaults; with ``params``, also the value each knob resolves to there and the layer that sets it."""
     from selfsup.methods import REGISTRY
 
     unknown = sorted(set(names) - set(REGISTRY))
@@ -34,8 +36,13 @@ def describe_methods(names: list[str]) -> str:
         lines = [f"{name}: {' '.join(doc[0].split())}"]
         if len(doc) > 1:
             lines.append(f"  {' '.join(doc[1].split())}")
+        resolved = sources(params, {"method": name}) if params is not None and params.is_file() else None
         for f in dataclasses.fields(cls.Knobs):
-            lines.append(f"  {param_key(f)} = {f.default!r}  {f.metadata.get('doc', '')}")
+            key = param_key(f)
+            here = ""
+            if resolved is not None and resolved[2][key] != "default" and resolved[1][key] != f.default:
+                here = f"  [here {resolved[1][key]!r}, from {resolved[2][key]}]"
+            lines.append(f"  {key} = {f.default!r}{here}  {f.metadata.get('doc', '')}")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 
@@ -47,18 +54,27 @@ def main(argv: list[str] | None = None) -> int:
     show = sub.add_parser("config", help="print the resolved configuration")
     show.add_argument("--params", type=Path, default=Path("params.yaml"))
     show.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE")
+    show.add_argument("--changed", action="store_true", help="only the values that differ from the schema defaults")
     methods = sub.add_parser("methods", help="list the methods, their papers and knobs")
     methods.add_argument("names", nargs="*", help="methods to describe (default: all)")
+    methods.add_argument("--params", type=Path, default=Path("params.yaml"),
+                         help="also show what each knob resolves to with this params file and its preset")
     args = parser.parse_args(argv)
     if args.command == "methods":
-        print(describe_methods(args.names))
+        try:
+            print(describe_methods(args.names, args.params))
+        except SelfSupError as exc:
+            print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
         return 0
     try:
-        cfg = load_config(args.params, parse_overrides(args.set))
+        cfg, values, source = sources(args.params, parse_overrides(args.set))
     except SelfSupError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+    print(f"# method={cfg.method}, preset={cfg.preset}; each value's source: `default` (src/selfsup/config.py), "
+          f"the method's paper defaults, the preset, params.yaml or -S", end="\n")
+    print(render(cfg, values, source, changed_only=args.changed), end="")
     return 0
 
 

@@ -536,17 +536,28 @@ def params_dir(params_path: Path) -> Path:
     return Path(params_path).resolve().parent / "params"
 
 
-def load_config(params_path: str | Path = "params.yaml", overrides: dict | None = None) -> Config:
-    """Resolve and validate the configuration described by ``params_path``.
+@dataclass(frozen=True)
+class Layer:
+    """One source of params, in the order they resolve: what it is called and what it sets."""
 
-    ``overrides`` (nested, same form as params.yaml) are applied last; tests and the search use it.
+    name: str
+    values: dict
+
+
+def resolve_layers(params_path: str | Path = "params.yaml", overrides: dict | None = None) -> list[Layer]:
+    """The layers that resolve ``params_path``, lowest first: the method's paper defaults, the preset,
+    the preset's ``per_method`` entry, params.yaml, and ``overrides`` (each with its nulls dropped).
+
+    The schema defaults in this module lie beneath them all.
     """
     from selfsup.methods import REGISTRY
 
     params_path = Path(params_path)
     if not params_path.is_file():
         raise ConfigError(f"params file {params_path} not found; run from the repository root")
-    user = _drop_nulls(deep_merge(_read_yaml(params_path, "params file"), overrides or {}))
+    params = _drop_nulls(_read_yaml(params_path, "params file"))
+    extra = _drop_nulls(overrides or {})
+    user = deep_merge(params, extra)
     folder = params_dir(params_path)
 
     method = user.get("method", Config.method)
@@ -568,14 +579,24 @@ def load_config(params_path: str | Path = "params.yaml", overrides: dict | None 
     if unknown_methods:
         raise ConfigError(f"preset {preset_path}: per_method.{unknown_methods[0]} names no method; "
                           f"allowed: {', '.join(sorted(REGISTRY))}")
-    merged = deep_merge(_drop_nulls(_read_yaml(method_path, "method defaults")), preset_data,
-                        per_method.get(method, {}), user)
-
     for key in sorted(set(user) & set(REGISTRY)):
         if isinstance(user[key], dict):
             raise ConfigError(f"{key}: method knobs are top-level keys; write e.g. "
                               f"`-S {next(iter(user[key]), 'knob')}=...` instead of `-S {key}.<knob>=...`")
-    return config_from_dict(merged, warn_about=set(user))
+    return [Layer(f"params/methods/{method}.yaml", _drop_nulls(_read_yaml(method_path, "method defaults"))),
+            Layer(f"params/presets/{preset}.yaml", preset_data),
+            Layer(f"params/presets/{preset}.yaml per_method.{method}", per_method.get(method, {})),
+            Layer(params_path.name, params), Layer("-S", extra)]
+
+
+def load_config(params_path: str | Path = "params.yaml", overrides: dict | None = None) -> Config:
+    """Resolve and validate the configuration described by ``params_path``.
+
+    ``overrides`` (nested, same form as params.yaml) are applied last; tests and the search use it.
+    """
+    layers = resolve_layers(params_path, overrides)
+    user = deep_merge(layers[-2].values, layers[-1].values)
+    return config_from_dict(deep_merge(*(layer.values for layer in layers)), warn_about=set(user))
 
 
 def knob_keys(method: str) -> set[str]:

@@ -33,3 +33,4 @@ def test_saved_model_gives_the_trained_features_and_evaluate_adds_finetuning(pro
         assert 0.0 <= metrics[key] <= 1.0, key
     assert metrics["gain_linear"] == metrics["linear_top1"] - metrics["random_linear_top1"]
     assert metrics["pixels_knn_top1"] == 0.2
+    assert metrics["chance_top1"] == 1 / 4  # the tiny dataset has 4 classes

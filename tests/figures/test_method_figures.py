@@ -87,3 +87,22 @@ def test_missing_runs_and_files_are_clear_errors(tmp_path: Path, make_run) -> No
     make_run(tmp_path / "two", "simsiam-again", 0.2, 0.2, knobs={"stop_gradient": True})
     with pytest.raises(DataError, match="one with false, found 2 and 0"):
         stop_gradient_pair(read_runs(tmp_path / "two"))
+
+
+def test_accuracy_figures_draw_chance_and_raw_pixels_where_the_metrics_have_them() -> None:
+    import numpy as np
+
+    from selfsup.figures.render import plt, reference_lines, reference_marks
+
+    fig, (a, b, c) = plt.subplots(1, 3)
+    reference_lines(a, {"chance_top1": 0.1, "pixels_linear_top1": 0.147, "pixels_knn_top1": 0.199}, "linear_top1",
+                    vertical=True)
+    assert {line.get_label(): line.get_xdata()[0] for line in a.get_lines()} == {"chance": 10.0,
+                                                                                  "raw pixels": pytest.approx(14.7)}
+    reference_lines(b, {"chance_top1": 0.125}, "knn_top1")  # clips: no raw-pixel baseline
+    assert {line.get_label(): line.get_ydata()[0] for line in b.get_lines()} == {"chance": 12.5}
+    reference_marks(c, np.arange(2), {"chance_top1": 0.1, "pixels_linear_top1": 0.2, "pixels_knn_top1": 0.3},
+                    ("linear_top1", "knn_top1"))
+    marks = {coll.get_label(): coll.get_offsets()[:, 1].tolist() for coll in c.collections}
+    assert marks == {"chance": [10.0, 10.0], "raw pixels": [pytest.approx(20.0), pytest.approx(30.0)]}
+    plt.close(fig)

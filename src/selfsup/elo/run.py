@@ -134,7 +134,10 @@ def elo_evaluate(cfg: Config, features_dir: Path, model_path: Path) -> tuple[dic
     rand, random_masses = _scores(random_net, train, test, n_classes, cfg)
     metrics = {**ours, **{f"random_{k}": v for k, v in rand.items()},
                "gain_linear": ours["linear_top1"] - rand["linear_top1"],
-               "gain_knn": ours["knn_top1"] - rand["knn_top1"]}
+               "gain_knn": ours["knn_top1"] - rand["knn_top1"], "chance_top1": 1.0 / n_classes}
+    if ours["linear_top1"] < rand["linear_top1"]:
+        log.warning("the trained RGB network scores below its random initialisation (linear probe %.1f%% < %.1f%%)",
+                    100 * ours["linear_top1"], 100 * rand["linear_top1"])
     prior = zipf_prior(cfg.zipf.k, cfg.zipf.exponent)
     clusters = {"k": cfg.zipf.k, "exponent": cfg.zipf.exponent, "masses": masses.tolist(),
                 "random_masses": random_masses.tolist(), "zipf_prior": prior.tolist()}

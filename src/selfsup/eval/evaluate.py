@@ -114,6 +114,11 @@ def evaluate(cfg: Config, data_dir: Path, model_path: Path, baseline_metrics: di
     trained = backbone_metrics(extractor, data_dir, cfg, view_size)
     random_extractor, _, _ = load_model(model_path, random_init=True)
     rand = backbone_metrics(random_extractor, data_dir, cfg, view_size)
+    n_classes = len(load_meta(data_dir)["classes"])
+    if trained["linear_top1"] < rand["linear_top1"]:
+        log.warning("the pretrained features score below the same extractor randomly initialised (linear probe "
+                    "%.1f%% < %.1f%%): the method did not learn here", 100 * trained["linear_top1"],
+                    100 * rand["linear_top1"])
     finetuned = {}
     if cfg.eval.finetune.enabled:
         finetuned = {"finetune_top1": finetune_metrics(extractor, data_dir, cfg, view_size),
@@ -127,4 +132,5 @@ def evaluate(cfg: Config, data_dir: Path, model_path: Path, baseline_metrics: di
         "pixels_knn_top1": baseline_metrics["raw_pixels"]["knn_top1"],
         "gain_linear": trained["linear_top1"] - rand["linear_top1"],
         "gain_knn": trained["knn_top1"] - rand["knn_top1"],
+        "chance_top1": 1.0 / n_classes,
     }

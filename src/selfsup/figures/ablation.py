@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from selfsup.figures.render import STYLE, plt, save_figure, save_table
+from selfsup.figures.render import STYLE, plt, reference_lines, save_figure, save_table
 from selfsup.figures.runs import ImageRun
 
 VARIANT_ORDER = ("none", "estimated", "ground_truth")
@@ -56,6 +56,7 @@ def plot_ablation(runs: dict[tuple[str, str], dict], stem: Path) -> list[Path]:
                 ax.bar(x + (i - (len(variants) - 1) / 2) * width, values, width, label=LABELS[variant])
             randoms = [100 * next(runs[m, v][f"random_{key}"] for v in variants if (m, v) in runs) for m in methods]
             ax.scatter(x, randoms, marker="_", s=900, color="black", zorder=3, label="random extractor")
+            reference_lines(ax, next(iter(runs.values())), key)
             ax.set(xticks=x, xticklabels=methods, title=title)
             ax.grid(axis="y", alpha=0.3)
         axes[0].set_ylabel("top-1 accuracy on the test split (%)")

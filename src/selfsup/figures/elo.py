@@ -59,8 +59,11 @@ def plot_elo(runs: dict[str, dict], stem: Path) -> list[Path]:
             m = runs[name]
             ax.bar(x - 0.4 + width / 2 + i * width, [100 * m["linear_top1"], 100 * m["knn_top1"]], width,
                    label=LABELS.get(name, name))
+        if "chance_top1" in first:
+            ax.axhline(100 * first["chance_top1"], color="0.35", linestyle=":", linewidth=1.2, label="chance")
         ax.set(xticks=x, xticklabels=["linear probe", "kNN"], ylabel="action top-1 on the test clips (%)",
-               title="ELo on synthetic-actions: the RGB network's frozen features")
+               title="ELo on synthetic-actions: the RGB network's frozen features\n"
+                     "(raw pixels are not measured for clips)")
         ax.grid(axis="y", alpha=0.3)
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
         fig.tight_layout()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from selfsup.figures.render import STYLE, percent, plt, save_figure, save_table
+from selfsup.figures.render import STYLE, percent, plt, reference_lines, save_figure, save_table
 from selfsup.figures.runs import ImageRun
 
 
@@ -33,24 +33,31 @@ def method_rows(runs: dict[str, ImageRun]) -> tuple[list[str], list[list[str]]]:
 
 
 def plot_methods(runs: dict[str, ImageRun], stem: Path) -> list[Path]:
-    """Horizontal bars of linear and kNN accuracy per method, each with its own random extractor as a tick."""
+    """Horizontal bars of linear and kNN accuracy per method, each with its own random extractor as a tick,
+    chance and raw pixels as lines; a run below its random extractor is drawn in red."""
     ordered = sorted(runs.values(), key=lambda r: (r.evaluation["linear_top1"], r.name))
     y = np.arange(len(ordered))
     dataset = ordered[0].config["dataset"]
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, 2, figsize=(9, max(0.3 * len(ordered) + 1.6, 2.8)), sharey=True)
         for ax, key, title in zip(axes, ("linear_top1", "knn_top1"), ("linear probe", "kNN"), strict=True):
-            ax.barh(y, [100 * r.evaluation[key] for r in ordered], color="C0", label="pretrained")
+            below = [r.evaluation[key] < r.evaluation[f"random_{key}"] for r in ordered]
+            ax.barh(y, [100 * r.evaluation[key] for r in ordered], color=["C3" if b else "C0" for b in below],
+                    label="pretrained")
+            if any(below):
+                ax.barh([], [], color="C3", label="pretrained, below its random init")
+            reference_lines(ax, ordered[0].evaluation, key, vertical=True)
             ax.scatter([100 * r.evaluation[f"random_{key}"] for r in ordered], y, marker="|", s=220,
                        color="black", zorder=3, label="same extractor, random init")
             ax.set(yticks=y, yticklabels=[r.name for r in ordered], xlabel="top-1 on the test split (%)",
                    title=title)
             ax.grid(axis="x", alpha=0.3)
-        handles, labels = axes[0].get_legend_handles_labels()
+        handles, labels = max((ax.get_legend_handles_labels() for ax in axes), key=lambda hl: len(hl[1]))
         fig.suptitle(f"Frozen features against the same extractor randomly initialised ({dataset}, "
                      f"{ordered[0].train['epochs']} epochs)")
-        fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False, bbox_to_anchor=(0.5, 0.0))
-        fig.tight_layout(rect=(0, 0.06, 1, 1))
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, bbox_to_anchor=(0.5, 0.0),
+                   fontsize=8)
+        fig.tight_layout(rect=(0, 0.07, 1, 1))
         return save_figure(fig, stem)
 
 
@@ -62,7 +69,7 @@ def plot_curves(runs: dict[str, ImageRun], stem: Path) -> list[Path]:
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(nrows, ncols, figsize=(max(2.6 * ncols + 0.6, 6.5), 2.1 * nrows + 0.9),
                                  squeeze=False)
-        for ax, run in zip(axes.flat, ordered, strict=False):
+        for i, (ax, run) in enumerate(zip(axes.flat, ordered, strict=False)):
             epochs = [row["epoch"] for row in run.history]
             ax.plot(epochs, [row["loss"] for row in run.history], color="C0")
             ax.set_title(run.name)
@@ -73,6 +80,10 @@ def plot_curves(runs: dict[str, ImageRun], stem: Path) -> list[Path]:
             twin.plot(epochs, [row["collapse_std"] * sqrt_d for row in run.history], color="C1")
             twin.set_ylim(0, 1.1)
             twin.tick_params(axis="y", colors="C1", labelsize=7)
+            if i % ncols == 0:
+                ax.set_ylabel("training loss", color="C0", fontsize=8)
+            if i % ncols == ncols - 1 or i == len(ordered) - 1:
+                twin.set_ylabel("collapse x sqrt(d)", color="C1", fontsize=8)
         for ax in axes.flat[len(ordered):]:
             ax.axis("off")
         fig.supxlabel("epoch")

@@ -56,16 +56,18 @@ def plot_progress(studies: dict[tuple[str, int], list[dict]], stem: Path) -> lis
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(5.5, 3.4))
         for i, sampler in enumerate(sorted({s for s, _ in studies})):
-            curves = [best_so_far(studies[key]) for key in sorted(studies) if key[0] == sampler]
+            keys = [key for key in sorted(studies) if key[0] == sampler]
+            curves = [best_so_far(studies[key]) for key in keys]
             n = min(len(c) for c in curves)
             stack = np.stack([c[:n] for c in curves])
-            trials = np.arange(1, n + 1)
+            trials = np.array([int(r["trial"]) for r in studies[keys[0]][:n]])  # as numbered in trials.csv
             colour = f"C{i}"
             for curve in stack:
                 ax.plot(trials, curve, color=colour, alpha=0.25, linewidth=0.8)
             label = sampler if len(curves) == 1 else f"{sampler} (mean of {len(curves)} seeds)"
             ax.plot(trials, stack.mean(0), color=colour, linewidth=2, label=label)
-        ax.set(xlabel="trial", ylabel="best Zipf-KL so far (lower is better)", title="Loss-weight search progress")
+        ax.set(xlabel="trial (numbered as in trials.csv)", ylabel="best Zipf-KL so far (lower is better)",
+               title="Loss-weight search progress", ylim=(0, None))
         ax.grid(alpha=0.3)
         ax.legend(frameon=False)
         fig.tight_layout()
@@ -85,7 +87,11 @@ def plot_zipf_vs_accuracy(studies: dict[tuple[str, int], list[dict]], stem: Path
     zipf, acc, rho = zipf_vs_accuracy(studies)
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(5, 3.6))
-        ax.scatter(zipf, 100 * acc, s=14, alpha=0.7)
+        ax.scatter(zipf, 100 * acc, s=14, alpha=0.7, label="trial")
+        chance = [float(r["chance_top1"]) for key in sorted(studies) for r in studies[key] if r.get("chance_top1")]
+        if chance:
+            ax.axhline(100 * chance[0], color="0.35", linestyle=":", linewidth=1.2, label="chance")
+            ax.legend(frameon=False, fontsize=8)
         ax.set(xlabel="Zipf-KL of the trial (no labels)", ylabel="kNN top-1 on the test clips (%)",
                title=f"Every search trial: Spearman rho = {rho:+.2f} (n = {len(zipf)})")
         ax.grid(alpha=0.3)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from selfsup.errors import DataError
-from selfsup.figures.render import STYLE, percent, plt, save_figure, save_table
+from selfsup.figures.render import STYLE, percent, plt, reference_marks, save_figure, save_table
 from selfsup.figures.runs import ImageRun
 
 
@@ -40,6 +40,12 @@ def plot_lambda(sweep: list[ImageRun], stem: Path) -> list[Path]:
             line, = ax.plot(lambdas, [100 * r.evaluation[key] for r in sweep], marker=marker, label=label)
             ax.axhline(100 * sweep[0].evaluation[f"random_{key}"], color=line.get_color(), linestyle="--",
                        linewidth=1, label=f"{label}, random backbone")
+            if f"pixels_{key}" in sweep[0].evaluation:
+                ax.axhline(100 * sweep[0].evaluation[f"pixels_{key}"], color=line.get_color(), linestyle="-.",
+                           linewidth=1, label=f"{label}, raw pixels")
+        if "chance_top1" in sweep[0].evaluation:
+            ax.axhline(100 * sweep[0].evaluation["chance_top1"], color="0.35", linestyle=":", linewidth=1.2,
+                       label="chance")
         ax.set(xscale="log", xlabel="lambda (off-diagonal weight)", ylabel="top-1 on the test split (%)",
                title=f"Barlow Twins lambda sweep ({sweep[0].config['dataset']}, {sweep[0].train['epochs']} epochs)")
         ax.grid(alpha=0.3)
@@ -87,6 +93,7 @@ def plot_stop_gradient(pair: tuple[ImageRun, ImageRun], stem: Path) -> list[Path
                        0.35, label=f"{label} stop-gradient")
         ax_acc.scatter(x, [100 * pair[0].evaluation["random_linear_top1"], 100 * pair[0].evaluation["random_knn_top1"]],
                        marker="_", s=900, color="black", zorder=3, label="random backbone")
+        reference_marks(ax_acc, x, pair[0].evaluation, ("linear_top1", "knn_top1"))
         top = max(100 * max(r.evaluation["linear_top1"], r.evaluation["knn_top1"]) for r in pair)
         ax_acc.set(xticks=x, xticklabels=["linear probe", "kNN"], ylabel="top-1 (%)", title="frozen features",
                    ylim=(0, 1.45 * top))

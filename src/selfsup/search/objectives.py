@@ -26,12 +26,15 @@ class TrialResult:
     metrics: dict[str, float]
 
 
-def _knn(train: np.ndarray, train_y: np.ndarray, test: np.ndarray, test_y: np.ndarray, cfg: Config) -> float:
+def _knn(train: np.ndarray, train_y: np.ndarray, test: np.ndarray, test_y: np.ndarray, cfg: Config
+         ) -> dict[str, float]:
+    """kNN accuracy of the features on the test split, and chance (1 / classes) next to it."""
     from selfsup.eval.knn import knn_accuracy
 
     n_classes = int(max(train_y.max(), test_y.max())) + 1
-    return knn_accuracy(torch.as_tensor(train), torch.as_tensor(train_y), torch.as_tensor(test),
-                        torch.as_tensor(test_y), n_classes, cfg.eval.knn.k, cfg.eval.knn.temperature)
+    accuracy = knn_accuracy(torch.as_tensor(train), torch.as_tensor(train_y), torch.as_tensor(test),
+                            torch.as_tensor(test_y), n_classes, cfg.eval.knn.k, cfg.eval.knn.temperature)
+    return {"knn_top1": accuracy, "chance_top1": 1.0 / n_classes}
 
 
 @functools.lru_cache(maxsize=1)
@@ -53,7 +56,7 @@ def elo_trial(cfg: Config, data_dir: Path) -> TrialResult:
     ftr = rgb_features(result.rgb, train.frames, cfg.elo.batch_size)
     fte = rgb_features(result.rgb, test.frames, cfg.elo.batch_size)
     fitness = zipf_kl(ftr, cfg.zipf.k, cfg.zipf.exponent, cfg.zipf.seed, cfg.zipf.n_init)
-    return TrialResult(fitness, {"knn_top1": _knn(ftr, train.labels, fte, test.labels, cfg),
+    return TrialResult(fitness, {**_knn(ftr, train.labels, fte, test.labels, cfg),
                                  "final_loss": float(result.history[-1]["loss"])})
 
 
@@ -76,7 +79,7 @@ def image_trial(cfg: Config, data_dir: Path) -> TrialResult:
     ftr = extract_features(extractor, train.images, transform, device, cfg.eval.batch_size, "train features")
     fte = extract_features(extractor, test.images, transform, device, cfg.eval.batch_size, "test features")
     fitness = zipf_kl(ftr.numpy(), cfg.zipf.k, cfg.zipf.exponent, cfg.zipf.seed, cfg.zipf.n_init)
-    return TrialResult(fitness, {"knn_top1": _knn(ftr.numpy(), train.labels, fte.numpy(), test.labels, cfg),
+    return TrialResult(fitness, {**_knn(ftr.numpy(), train.labels, fte.numpy(), test.labels, cfg),
                                  "final_loss": float(train_metrics["loss"])})
 
 

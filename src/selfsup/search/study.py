@@ -284,7 +284,7 @@ def run_search(cfg: Config, data_dir: Path, study_dir: Path, out_dir: Path, trac
 
 
 def trials_table(study: optuna.Study, dims: list[Dimension]) -> tuple[list[str], list[list[str]]]:
-    extra = sorted({k for t in study.trials for k in t.user_attrs if k in ("knn_top1", "final_loss")})
+    extra = sorted({k for t in study.trials for k in t.user_attrs if k in ("knn_top1", "chance_top1", "final_loss")})
     header = ["trial", "state", "zipf_kl", "best_so_far", *[d.name for d in dims], *extra]
     rows, best = [], float("inf")
     for t in sorted(study.trials, key=lambda t: t.number):

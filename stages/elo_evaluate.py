@@ -9,21 +9,17 @@ from pathlib import Path
 from selfsup.cli import run_stage, stage_parser
 from selfsup.config import Config
 from selfsup.elo.run import elo_evaluate
+from selfsup.eval.evaluate import summary
 from selfsup.io import write_json
-from selfsup.pretrain import read_run_id
-from selfsup.tracking import Tracker
+from selfsup.tracking import record_evaluation
 
 
 def main(args: argparse.Namespace, cfg: Config) -> None:
     metrics, clusters = elo_evaluate(cfg, args.data, args.model)
     write_json(args.out / "metrics.json", metrics)
     write_json(args.out / "clusters.json", clusters)
-    run_id = read_run_id(args.run)
-    if run_id:
-        tracker = Tracker.attach(run_id)
-        tracker.log_metrics({f"test/{k}": v for k, v in metrics.items()})
-        tracker.log_artifact(args.out / "metrics.json", "evaluate")
-        tracker.log_artifact(args.out / "clusters.json", "evaluate")
+    record_evaluation(args.run, metrics, "video", [args.out / "metrics.json", args.out / "clusters.json"],
+                      f"{summary(metrics)}; Zipf-KL {metrics['zipf_kl']:.3f}")
     print(f"elo_evaluate: {metrics}")
 
 

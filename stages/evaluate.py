@@ -9,21 +9,16 @@ from pathlib import Path
 
 from selfsup.cli import run_stage, stage_parser
 from selfsup.config import Config, save_config
-from selfsup.eval.evaluate import evaluate
+from selfsup.eval.evaluate import evaluate, summary
 from selfsup.io import write_json
-from selfsup.pretrain import read_run_id
-from selfsup.tracking import Tracker
+from selfsup.tracking import record_evaluation
 
 
 def main(args: argparse.Namespace, cfg: Config) -> None:
     metrics = evaluate(cfg, args.data, args.model, json.loads(args.baseline.read_text()))
     write_json(args.out / "metrics.json", metrics)
     save_config(cfg, args.out / "config.yaml")
-    run_id = read_run_id(args.run)
-    if run_id:
-        tracker = Tracker.attach(run_id)
-        tracker.log_metrics({f"test/{k}": v for k, v in metrics.items()})
-        tracker.log_artifact(args.out / "metrics.json", "evaluate")
+    record_evaluation(args.run, metrics, "image", [args.out / "metrics.json"], summary(metrics))
     print(f"evaluation: {metrics}")
 
 

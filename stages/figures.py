@@ -16,6 +16,7 @@ from selfsup.figures.methods import write_methods
 from selfsup.figures.runs import defaults_only, read_run, read_runs
 from selfsup.figures.search import write_search
 from selfsup.figures.sweeps import write_sweeps
+from selfsup.tracking import log_figures
 
 
 def main(args: argparse.Namespace, cfg: Config) -> None:
@@ -31,6 +32,9 @@ def main(args: argparse.Namespace, cfg: Config) -> None:
         written += write_elo(args.elo, args.out)
     if args.search is not None:
         written += write_search(args.search, args.out)
+    for run_json in args.log_to:
+        if log_figures(run_json, [p for p in written if p.suffix in (".png", ".md")]):
+            print(f"logged the figures to the MLflow run of {run_json}")
     print("wrote " + ", ".join(str(p) for p in written))
 
 
@@ -45,6 +49,8 @@ if __name__ == "__main__":
     parser.add_argument("--search", type=Path,
                         help="a search output folder (trials.csv), or a folder of <sampler>-s<seed> studies")
     parser.add_argument("--out", type=Path, required=True, help="folder for the figures and tables")
+    parser.add_argument("--log-to", type=Path, action="append", default=[], metavar="RUN_JSON",
+                        help="also log the figures (PNG) and tables (Markdown) to the MLflow run in this run.json")
     args = parser.parse_args()
     if not any(getattr(args, name) for name in ("runs", "run", "elo", "search")):
         parser.error("give at least one of --runs, --run, --elo, --search")

@@ -278,3 +278,83 @@ def test_an_image_run_logs_its_knobs_but_not_the_video_sections() -> None:
     params = image_params(load_config(overrides={"method": "barlow", "lambda": 0.05}))
     assert params["method"] == "barlow" and params["lambda"] == 0.05 and "views.size" in params
     assert not [k for k in params if k.split(".")[0] in ("video", "elo", "zipf", "search")]
+
+
+def test_a_run_is_named_after_what_it_trained_and_marked_as_model_training(scratch: Path, empty_store: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(scratch)
+    shutil.copy(empty_store, scratch / "mlflow.db")
+    subprocess.run(["git", "init", "-q"], cwd=scratch, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "x"],
+                   cwd=scratch, check=True)
+    plain = Tracker.start({"stage": "pretrain"}, default_name="simclr-digits-bg-80ep")
+    monkeypatch.setenv("DVC_EXP_NAME", "barlow-5e-3")
+    in_experiment = Tracker.start({"stage": "pretrain"}, default_name="barlow-digits-bg-80ep")
+    client = _client(scratch)
+    assert client.get_run(plain.run_id).info.run_name == "simclr-digits-bg-80ep"
+    assert client.get_run(in_experiment.run_id).info.run_name == "barlow-5e-3"
+    tags = client.get_run(plain.run_id).data.tags
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=scratch, capture_output=True, text=True).stdout.strip()
+    assert tags["mlflow.source.git.commit"] == head and tags["git.dirty"] == "false"
+    assert tags["mlflow.source.type"] == "LOCAL" and tags["mlflow.source.name"]
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_an_evaluation_lands_in_its_namespace_with_the_headline_as_description(scratch: Path, empty_store: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from selfsup.eval.evaluate import summary
+    from selfsup.tracking import log_figures, record_evaluation
+
+    monkeypatch.chdir(scratch)
+    shutil.copy(empty_store, scratch / "mlflow.db")
+    tracker = Tracker.start({"stage": "pretrain"})
+    (scratch / "run.json").write_text(json.dumps({"run_id": tracker.run_id}))
+    metrics = {"linear_top1": 0.432, "knn_top1": 0.402, "random_linear_top1": 0.152, "random_knn_top1": 0.176,
+               "pixels_linear_top1": 0.147, "pixels_knn_top1": 0.199, "chance_top1": 0.1}
+    (scratch / "metrics.json").write_text(json.dumps(metrics))
+    record_evaluation(scratch / "run.json", metrics, "image", [scratch / "metrics.json"], summary(metrics))
+    run = _client(scratch).get_run(tracker.run_id)
+    assert run.data.metrics["image/linear_top1"] == 0.432 and "linear_top1" not in run.data.metrics
+    assert run.data.tags["mlflow.note.content"] == (
+        "linear probe 43.2%, kNN 40.2% on the test split; the same network randomly initialised 15.2% / 17.6%; "
+        "raw pixels 14.7% / 19.9%; chance 10.0%")
+    assert (scratch / "mlruns" / tracker.run_id / "artifacts" / "evaluate" / "metrics.json").is_file()
+    (scratch / "fig.png").write_bytes(b"png")
+    assert log_figures(scratch / "run.json", [scratch / "fig.png"])
+    assert (scratch / "mlruns" / tracker.run_id / "artifacts" / "figures" / "fig.png").is_file()
+    (scratch / "other.json").write_text(json.dumps({"run_id": "0" * 32}))  # a run of another store
+    assert not log_figures(scratch / "other.json", [scratch / "fig.png"])
+
+
+def test_a_copied_repository_keeps_its_artifacts_inside_the_copy(project: Path, tmp_path: Path) -> None:
+    """A stage run in a copy of a repository (mlflow.db included) writes its artifacts into the copy;
+    the experiment that points at the original folder is kept, renamed."""
+    from conftest import REPO, TINY_RUN, tiny_dataset, write_params
+
+    tiny_dataset(project / "data")
+    write_params(project, method="simclr", **{**TINY_RUN, "epochs": 1})
+    env = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
+
+    def pretrain(root: Path) -> None:
+        subprocess.run([sys.executable, str(REPO / "stages" / "pretrain.py"), "--data", "data", "--out", "out",
+                        "--checkpoints", "ck"], cwd=root, env=env, check=True, capture_output=True)
+
+    pretrain(project)
+    copy = tmp_path / "moved"
+    shutil.copytree(project, copy)
+    shutil.rmtree(copy / "out")
+    shutil.rmtree(copy / "ck")
+    pretrain(copy)
+    client = _client(copy)
+    experiments = {e.name: e for e in client.search_experiments()}
+    here = experiments[EXPERIMENT]
+    assert here.artifact_location == (copy.resolve() / "mlruns").as_uri()
+    assert f"{EXPERIMENT} (artifacts in {(project.resolve() / 'mlruns')})" in experiments
+    (run,) = client.search_runs([here.experiment_id])
+    assert (copy / "mlruns" / run.info.run_id / "artifacts" / "model.pt").is_file()
+    assert run.info.run_name == "simclr-digits-bg-1ep"
+    assert sorted(p.name for p in (project / "mlruns").iterdir()) == sorted(
+        p.name for p in (copy / "mlruns").iterdir() if p.name != run.info.run_id)  # nothing new in the original

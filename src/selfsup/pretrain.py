@@ -10,7 +10,6 @@ output), so a killed run resumes where it stopped.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 from pathlib import Path
@@ -74,7 +73,8 @@ def pretrain(cfg: Config, data_dir: Path, out_dir: Path, checkpoint_dir: Path, t
             tracker = Tracker.attach(trainer.run_id)
         else:
             tags = {**run_tags(cfg, "pretrain"), **(tags or {})}
-            tracker = Tracker.start(tags, run_name=tags.get("run"))
+            tracker = Tracker.start(tags, run_name=tags.get("run"),
+                                    default_name=f"{cfg.method}-{cfg.dataset}-{cfg.epochs}ep")
             tracker.log_params(image_params(cfg))
         trainer.run_id = tracker.run_id
         trainer.tracker = tracker
@@ -101,8 +101,3 @@ def pretrain(cfg: Config, data_dir: Path, out_dir: Path, checkpoint_dir: Path, t
                 tracker.finish()
     dist.shutdown()
     return metrics
-
-
-def read_run_id(run_json: Path) -> str | None:
-    data = json.loads(Path(run_json).read_text())
-    return data.get("run_id") or None

@@ -3,8 +3,15 @@
 The store is ``sqlite:///<root>/mlflow.db`` with artifacts under ``<root>/mlruns`` unless
 ``MLFLOW_TRACKING_URI`` is set. ``<root>`` is ``DVC_ROOT`` when DVC sets it (queued experiments
 run in a temporary copy under ``.dvc/tmp/exps/`` that is discarded afterwards, so the store must
-live in the original repository) and the current directory otherwise. The run name is the DVC
-experiment name (``DVC_EXP_NAME``) when there is one.
+live in the original repository) and the current directory otherwise. A run is named by its
+``run`` tag (the paper pipeline's run folders), else the DVC experiment name (``DVC_EXP_NAME``),
+else after what it trained (``simclr-digits-bg-80ep``). Runs carry the git commit and the stage
+script as their source; evaluation adds its headline numbers as the run's description.
+
+The experiment is marked as model training (``mlflow.experimentKind``), so the MLflow UI opens it
+on the runs table rather than on GenAI traces. Its artifacts live in ``<root>/mlruns``; when the
+repository was moved or copied (the experiment's artifact location is another folder), the old
+experiment is renamed and a new one is started, so no run writes into the original folder.
 
 SQLite allows one writer at a time: every write goes through a file lock next to the database
 and is retried if SQLite still reports the database as locked, so parallel queue workers
@@ -14,9 +21,13 @@ and is retried if SQLite still reports the database as locked, so parallel queue
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import signal
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +38,8 @@ from filelock import FileLock
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 EXPERIMENT = "selfsup"
+KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI's model-training view
+DESCRIPTION = "mlflow.note.content"
 
 
 def store_root() -> Path:
@@ -49,13 +62,43 @@ def dvc_experiment_name() -> str | None:
     return os.environ.get("DVC_EXP_NAME") or None
 
 
-def _git_commit() -> str | None:
+def _git(*args: str) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=store_root())
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, cwd=store_root())
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def source_tags() -> dict[str, str]:
+    """The code a run came from: the git commit (with ``git.dirty`` when the tree has changes) and the
+    script that was run, as MLflow's source tags."""
+    tags = {"mlflow.source.type": "LOCAL", "mlflow.source.name": Path(sys.argv[0]).name or "python"}
+    commit = _git("rev-parse", "HEAD")
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+        tags["git.dirty"] = str(bool(_git("status", "--porcelain", "--untracked-files=no"))).lower()
+    return tags
+
+
+def read_run_id(run_json: Path) -> str | None:
+    """The MLflow run id a stage wrote to ``run.json`` (empty when it ran without tracking)."""
+    data = json.loads(Path(run_json).read_text())
+    return data.get("run_id") or None
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Ctrl-C and ``kill`` wait until a store write is done: a SQLite transaction interrupted half-way
+    would keep the database locked, and the run could not then be marked KILLED."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 class Tracker:
@@ -72,7 +115,7 @@ class Tracker:
         lock = FileLock(str(lock_path)) if lock_path else contextlib.nullcontext()
         for attempt in range(attempts):
             try:
-                with lock:
+                with _signals_deferred(), lock:
                     return fn()
             except Exception as exc:  # noqa: BLE001 - only lock errors are retried
                 if "database is locked" not in str(exc) or attempt == attempts - 1:
@@ -90,29 +133,40 @@ class Tracker:
     def _experiment_id(cls, client: Any) -> str:
         name = os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
 
+        artifacts = (store_root() / "mlruns").as_uri()
+        own_store = "MLFLOW_TRACKING_URI" not in os.environ
+
         def get_or_create() -> str:
             exp = client.get_experiment_by_name(name)
-            if exp is not None:
-                return exp.experiment_id
-            artifacts = (store_root() / "mlruns").as_uri()
-            return client.create_experiment(name, artifact_location=artifacts)
+            if exp is not None and own_store and exp.artifact_location != artifacts:
+                moved = f"{name} (artifacts in {exp.artifact_location.removeprefix('file://')})"
+                log.warning("MLflow experiment %r keeps its artifacts in %s, not in this repository; it is renamed "
+                            "%r and a new one is started here", name, exp.artifact_location, moved)
+                client.rename_experiment(exp.experiment_id, moved)
+                exp = None
+            if exp is None:
+                return client.create_experiment(name, artifact_location=artifacts, tags=KIND)
+            if not exp.tags.get("mlflow.experimentKind"):
+                for key, value in KIND.items():
+                    client.set_experiment_tag(exp.experiment_id, key, value)
+            return exp.experiment_id
 
         return cls._guarded(get_or_create)
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
-    def start(cls, tags: dict[str, str], run_name: str | None = None, parent_run_id: str | None = None) -> Tracker:
-        """Open a new run in the ``selfsup`` experiment, named after the DVC experiment if any."""
+    def start(cls, tags: dict[str, str], run_name: str | None = None, parent_run_id: str | None = None,
+              default_name: str | None = None) -> Tracker:
+        """Open a new run in the ``selfsup`` experiment, named ``run_name``, else after the DVC experiment,
+        else ``default_name`` (what it trains, e.g. ``simclr-digits-bg-80ep``)."""
         client = cls._client()
         exp_id = cls._experiment_id(client)
         exp_name = dvc_experiment_name()
-        all_tags = {**tags, **({"dvc.exp_name": exp_name} if exp_name else {})}
-        commit = _git_commit()
-        if commit:
-            all_tags["mlflow.source.git.commit"] = commit
+        all_tags = {**tags, **({"dvc.exp_name": exp_name} if exp_name else {}), **source_tags()}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
-        run = cls._guarded(lambda: client.create_run(exp_id, run_name=run_name or exp_name, tags=all_tags))
+        name = run_name or exp_name or default_name
+        run = cls._guarded(lambda: client.create_run(exp_id, run_name=name, tags=all_tags))
         return cls(client, run.info.run_id)
 
     @classmethod
@@ -143,6 +197,10 @@ class Tracker:
         batch = [RunTag(k, str(v)) for k, v in tags.items()]
         self._guarded(lambda: self.client.log_batch(self.run_id, tags=batch))
 
+    def describe(self, text: str) -> None:
+        """Set the run's description (shown on its page and as a column of the runs table)."""
+        self.set_tags({DESCRIPTION: text})
+
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         self._guarded(lambda: self.client.log_artifact(self.run_id, str(path), artifact_path))
 
@@ -160,3 +218,35 @@ class Tracker:
         except BaseException:
             self.finish("FAILED")
             raise
+
+
+def record_evaluation(run_json: Path, metrics: dict[str, float], namespace: str, artifacts: list[Path],
+                      description: str) -> None:
+    """Add an evaluation to the run that trained the model (its id in ``run_json``): metrics under
+    ``<namespace>/`` (``image`` or ``video``, so the runs table never mixes datasets), the evaluation's
+    files, and its headline numbers as the run's description. Nothing when the run was not tracked."""
+    run_id = read_run_id(run_json)
+    if run_id is None:
+        return
+    tracker = Tracker.attach(run_id)
+    tracker.log_metrics({f"{namespace}/{k}": v for k, v in metrics.items()})
+    for path in artifacts:
+        tracker.log_artifact(path, "evaluate")
+    tracker.describe(description)
+
+
+def log_figures(run_json: Path, paths: list[Path]) -> bool:
+    """Log figures to the run in ``run_json`` under ``figures/``; False (with a warning) when that run
+    is not in this store, e.g. on a fresh clone whose records came with git but whose store did not."""
+    run_id = read_run_id(run_json) if Path(run_json).is_file() else None
+    if run_id is None:
+        return False
+    try:
+        tracker = Tracker.attach(run_id)
+    except Exception as exc:  # noqa: BLE001 - MLflow raises its own exception for an unknown run
+        log.warning("figures not logged to MLflow: run %s (from %s) is not in %s (%s)", run_id, run_json,
+                    tracking_uri(), type(exc).__name__)
+        return False
+    for path in paths:
+        tracker.log_artifact(path, "figures")
+    return True

@@ -50,7 +50,8 @@ def _mlflow_run(checkpoint_dir: Path, cfg: Config, meta: dict, track: bool, tags
     path = Path(checkpoint_dir) / "mlflow.json"
     if path.is_file():
         return Tracker.attach(json.loads(path.read_text())["run_id"])
-    tracker = Tracker.start({**_tags(cfg, meta, "elo_pretrain"), **tags})
+    tracker = Tracker.start({**_tags(cfg, meta, "elo_pretrain"), **tags}, run_name=tags.get("run"),
+                            default_name=f"elo-{meta.get('dataset', 'video')}-{cfg.elo.epochs}ep")
     tracker.log_params({k: v for k, v in cfg.flat().items() if k.split(".")[0] in ("seed", "elo", "video")})
     write_json(path, {"run_id": tracker.run_id})
     return tracker

@@ -107,6 +107,20 @@ def load_model(model_path: Path, random_init: bool = False) -> tuple[torch.nn.Mo
     return method.feature_extractor(), int(state["view_size"]), cfg
 
 
+def summary(metrics: dict[str, float]) -> str:
+    """The headline numbers of an evaluation in one line (an MLflow run's description)."""
+    def pct(key: str) -> str:
+        return f"{100 * metrics[key]:.1f}%"
+
+    text = (f"linear probe {pct('linear_top1')}, kNN {pct('knn_top1')} on the test split; the same network randomly "
+            f"initialised {pct('random_linear_top1')} / {pct('random_knn_top1')}")
+    if "pixels_linear_top1" in metrics:
+        text += f"; raw pixels {pct('pixels_linear_top1')} / {pct('pixels_knn_top1')}"
+    if "chance_top1" in metrics:
+        text += f"; chance {pct('chance_top1')}"
+    return text
+
+
 def evaluate(cfg: Config, data_dir: Path, model_path: Path, baseline_metrics: dict) -> dict:
     """Trained-extractor accuracies, a randomly initialised extractor of the same architecture,
     raw pixels, and the gaps between them."""

@@ -159,9 +159,9 @@ def _parent_run(study_dir: Path, name: str, cfg: Config, track: bool) -> str | N
     path = study_dir / f"{name}.mlflow.json"
     if path.is_file():
         return json.loads(path.read_text())["run_id"]
-    tracker = Tracker.start({"stage": "search", "search.target": cfg.search.target,
+    tracker = Tracker.start({"stage": "search", "search.target": cfg.search.target, "study": name,
                              "search.sampler": cfg.search.sampler, "figure": "search"},
-                            run_name=name)
+                            default_name=f"search-{cfg.search.sampler}-{cfg.search.n_trials}trials")
     tracker.log_params({"study": name, **{k: v for k, v in cfg.flat().items() if k.startswith("search.")}})
     write_json(path, {"run_id": tracker.run_id})
     return tracker.run_id

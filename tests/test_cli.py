@@ -94,3 +94,25 @@ def test_stage_overlay_file_applies_over_params_yaml_and_under_set(project, monk
     assert (flow.distill, flow.order) == (0.25, 0.5)
     missing = ["--overlay", str(tmp_path / "none.yaml")]
     assert run_stage(lambda args, cfg: None, stage_parser("test"), None, missing) == 1
+
+
+def test_runs_table_shows_each_experiment_with_what_it_changed_and_scored() -> None:
+    from selfsup.experiments import table
+
+    def entry(params: dict, linear: float, video: float | None = None) -> dict:
+        metrics = {"results/evaluate/metrics.json": {"data": {"linear_top1": linear, "knn_top1": linear - 0.03,
+                                                               "random_linear_top1": 0.152}}}
+        if video is not None:
+            metrics["results/elo_evaluate/metrics.json"] = {"data": {"linear_top1": video, "knn_top1": video - 0.08}}
+        return {"params": {"params.yaml": {"data": params}}, "metrics": metrics}
+
+    base = {"method": "simclr", "lambda": None, "views": {"size": 16}}
+    shown = [{"rev": "workspace", "name": None, "data": entry(base, 0.432, 0.75)},
+             {"rev": "7776d04f", "name": "main", "data": entry(base, 0.432, 0.75),
+              "experiments": [{"revs": [{"rev": "52d31fb7", "name": "barlow-5e-3",
+                                         "data": entry({**base, "method": "barlow", "lambda": 0.005}, 0.224)}]}]}]
+    lines = table(shown).splitlines()
+    assert lines[0].split()[:3] == ["experiment", "image", "linear"]
+    assert lines[1].split() == ["workspace", "43.2", "40.2", "15.2", "75.0", "67.0", "-"]
+    assert lines[3].split() == ["barlow-5e-3", "22.4", "19.4", "15.2", "-", "-", "method=barlow,", "lambda=0.005"]
+    assert max(len(line) for line in lines) <= 120

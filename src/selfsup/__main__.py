@@ -6,6 +6,7 @@
     selfsup methods                      # every method: its paper, its knobs' paper defaults and what
                                          # params.yaml and its preset make of them
     selfsup methods byol                 # one method
+    selfsup runs                         # every DVC experiment: what it changed, what it scored
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from selfsup.config import parse_overrides
 from selfsup.config_view import render, sources
 from selfsup.errors import SelfSupError
+from selfsup.experiments import experiments_table
 from selfsup.schema import param_key
 
 
@@ -55,11 +57,19 @@ def main(argv: list[str] | None = None) -> int:
     show.add_argument("--params", type=Path, default=Path("params.yaml"))
     show.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE")
     show.add_argument("--changed", action="store_true", help="only the values that differ from the schema defaults")
+    sub.add_parser("runs", help="the headline table of the DVC experiments (what each changed, what it scored)")
     methods = sub.add_parser("methods", help="list the methods, their papers and knobs")
     methods.add_argument("names", nargs="*", help="methods to describe (default: all)")
     methods.add_argument("--params", type=Path, default=Path("params.yaml"),
                          help="also show what each knob resolves to with this params file and its preset")
     args = parser.parse_args(argv)
+    if args.command == "runs":
+        try:
+            print(experiments_table("."), end="")
+        except SelfSupError as exc:
+            print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
+        return 0
     if args.command == "methods":
         try:
             print(describe_methods(args.names, args.params))

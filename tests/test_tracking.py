@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -299,12 +300,13 @@ def test_a_run_is_named_after_what_it_trained_and_marked_as_model_training(scrat
     assert tags["mlflow.source.type"] == "LOCAL" and tags["mlflow.source.name"]
     experiment = client.get_experiment_by_name(EXPERIMENT)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    view = json.loads(experiment.tags["mlflow.sharedViewState.headline"])  # ?viewStateShareKey=headline
+    columns = set(view["selectedColumns"])
+    assert {"metrics.`image/linear_top1`", "metrics.`video/knn_top1`", "params.`method`"} <= columns
 
 
 def test_an_evaluation_lands_in_its_namespace_with_the_headline_as_description(scratch: Path, empty_store: Path,
                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    import json
-
     from selfsup.eval.evaluate import summary
     from selfsup.tracking import log_figures, record_evaluation
 
@@ -318,6 +320,10 @@ def test_an_evaluation_lands_in_its_namespace_with_the_headline_as_description(s
     record_evaluation(scratch / "run.json", metrics, "image", [scratch / "metrics.json"], summary(metrics))
     run = _client(scratch).get_run(tracker.run_id)
     assert run.data.metrics["image/linear_top1"] == 0.432 and "linear_top1" not in run.data.metrics
+    from selfsup.tracking import HEADLINE_COLUMNS
+
+    shown = [c.split("`")[1] for c in HEADLINE_COLUMNS if c.startswith("metrics.`image/")]
+    assert shown and all(name in run.data.metrics for name in shown)  # the headline view shows logged names
     assert run.data.tags["mlflow.note.content"] == (
         "linear probe 43.2%, kNN 40.2% on the test split; the same network randomly initialised 15.2% / 17.6%; "
         "raw pixels 14.7% / 19.9%; chance 10.0%")

@@ -70,8 +70,8 @@ def pretrain(cfg: Config, data_dir: Path, out_dir: Path, checkpoint_dir: Path, t
     tracker = None
     if track and dist.is_main():
         if trainer.run_id:
-            tracker = Tracker.attach(trainer.run_id)
-        else:
+            tracker = Tracker.find(trainer.run_id, "the checkpoint's run, resumed")
+        if tracker is None:
             tags = {**run_tags(cfg, "pretrain"), **(tags or {})}
             tracker = Tracker.start(tags, run_name=tags.get("run"),
                                     default_name=f"{cfg.method}-{cfg.dataset}-{cfg.epochs}ep")

@@ -9,7 +9,9 @@ else after what it trained (``simclr-digits-bg-80ep``). Runs carry the git commi
 script as their source; evaluation adds its headline numbers as the run's description.
 
 The experiment is marked as model training (``mlflow.experimentKind``), so the MLflow UI opens it
-on the runs table rather than on GenAI traces. Its artifacts live in ``<root>/mlruns``; when the
+on the runs table rather than on GenAI traces, and carries a shared view of that table, ``headline``
+(``?viewStateShareKey=headline``), whose columns are the image and video accuracies, the method and
+the DVC experiment. Its artifacts live in ``<root>/mlruns``; when the
 repository was moved or copied (the experiment's artifact location is another folder), the old
 experiment is renamed and a new one is started, so no run writes into the original folder.
 
@@ -38,7 +40,16 @@ from filelock import FileLock
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 EXPERIMENT = "selfsup"
-KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI's model-training view
+VIEW = "headline"  # open http://127.0.0.1:5000/#/experiments/<id>/runs?viewStateShareKey=headline
+HEADLINE_COLUMNS = ["metrics.`image/linear_top1`", "metrics.`image/knn_top1`", "metrics.`image/random_linear_top1`",
+                    "metrics.`video/linear_top1`", "metrics.`video/knn_top1`", "params.`method`", "params.`epochs`",
+                    "tags.`dataset`", "tags.`dvc.exp_name`"]
+EXPERIMENT_TAGS = {
+    "mlflow.experimentKind": "custom_model_development",  # the UI's model-training view, not GenAI traces
+    # A shared view of the runs table (MLflow's "Share" button stores the same): the headline columns.
+    f"mlflow.sharedViewState.{VIEW}": json.dumps({"selectedColumns": HEADLINE_COLUMNS,
+                                                  "orderByKey": "attributes.start_time", "orderByAsc": False}),
+}
 DESCRIPTION = "mlflow.note.content"
 
 
@@ -145,9 +156,9 @@ class Tracker:
                 client.rename_experiment(exp.experiment_id, moved)
                 exp = None
             if exp is None:
-                return client.create_experiment(name, artifact_location=artifacts, tags=KIND)
-            if not exp.tags.get("mlflow.experimentKind"):
-                for key, value in KIND.items():
+                return client.create_experiment(name, artifact_location=artifacts, tags=EXPERIMENT_TAGS)
+            for key, value in EXPERIMENT_TAGS.items():
+                if key not in exp.tags:
                     client.set_experiment_tag(exp.experiment_id, key, value)
             return exp.experiment_id
 
@@ -175,6 +186,21 @@ class Tracker:
         client = cls._client()
         cls._guarded(lambda: client.get_run(run_id))
         return cls(client, run_id)
+
+    @classmethod
+    def find(cls, run_id: str, what: str) -> Tracker | None:
+        """:meth:`attach` to ``run_id``, or None with a warning when this store does not hold it: the id came
+        with records or study files made on another machine (git, ``dvc pull``), or the store was reset."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return cls.attach(run_id)
+        except MlflowException as exc:
+            if "RESOURCE_DOES_NOT_EXIST" not in str(getattr(exc, "error_code", "")) and "not found" not in str(exc):
+                raise
+            log.warning("MLflow run %s (%s) is not in %s; %s", run_id, what, tracking_uri(),
+                        "a new run is started" if what.endswith("resumed") else "it is not updated")
+            return None
 
     # -- logging -------------------------------------------------------------------------------
     def log_params(self, params: dict[str, Any]) -> None:
@@ -226,9 +252,9 @@ def record_evaluation(run_json: Path, metrics: dict[str, float], namespace: str,
     ``<namespace>/`` (``image`` or ``video``, so the runs table never mixes datasets), the evaluation's
     files, and its headline numbers as the run's description. Nothing when the run was not tracked."""
     run_id = read_run_id(run_json)
-    if run_id is None:
+    tracker = Tracker.find(run_id, f"from {run_json}") if run_id else None
+    if tracker is None:
         return
-    tracker = Tracker.attach(run_id)
     tracker.log_metrics({f"{namespace}/{k}": v for k, v in metrics.items()})
     for path in artifacts:
         tracker.log_artifact(path, "evaluate")
@@ -239,13 +265,8 @@ def log_figures(run_json: Path, paths: list[Path]) -> bool:
     """Log figures to the run in ``run_json`` under ``figures/``; False (with a warning) when that run
     is not in this store, e.g. on a fresh clone whose records came with git but whose store did not."""
     run_id = read_run_id(run_json) if Path(run_json).is_file() else None
-    if run_id is None:
-        return False
-    try:
-        tracker = Tracker.attach(run_id)
-    except Exception as exc:  # noqa: BLE001 - MLflow raises its own exception for an unknown run
-        log.warning("figures not logged to MLflow: run %s (from %s) is not in %s (%s)", run_id, run_json,
-                    tracking_uri(), type(exc).__name__)
+    tracker = Tracker.find(run_id, f"from {run_json}") if run_id else None
+    if tracker is None:
         return False
     for path in paths:
         tracker.log_artifact(path, "figures")

@@ -111,7 +111,7 @@ def test_a_killed_search_continues_the_same_study_without_losing_or_repeating_a_
     best = yaml.safe_load((project / "out" / "best.yaml").read_text())
     assert set(best) == {"lr", "temperature"}
     rows = (project / "out" / "trials.csv").read_text().splitlines()
-    assert rows[0].startswith("trial,state,zipf_kl,best_so_far,lr,temperature,final_loss,knn_top1")
+    assert rows[0].startswith("trial,state,zipf_kl,best_so_far,lr,temperature,chance_top1,final_loss,knn_top1")
     assert len(rows) == 1 + len(trials)
 
 

@@ -267,3 +267,27 @@ def test_a_sqlite_storage_holds_the_study_and_a_rerun_resumes_without_redoing_tr
     assert len(fourth.calls) == 2
     assert len(optuna.load_study(study_name=name, storage=url).trials) == 9
     assert not (project / "study" / JOURNAL).exists()
+
+
+def test_a_study_whose_mlflow_run_is_not_in_this_store_resumes_under_a_new_run(project: Path, monkeypatch) -> None:
+    """A study folder that came from elsewhere (``dvc pull``) names a parent run this store does not hold."""
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.chdir(project)
+    for var in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME"):
+        monkeypatch.delenv(var, raising=False)
+    params = write_params(project, search={"space": ELO_SPACE, "sampler": "random", "n_trials": 2})
+    run_search(load_config(params), project / "data", project / "study", project / "out",
+               objective=Quadratic(ELO_SPACE, ELO_OPTIMUM))
+    (parent,) = (project / "study").glob("*.mlflow.json")
+    parent.write_text(json.dumps({"run_id": "f" * 32}))  # a run made on another machine's store
+    write_params(project, search={"space": ELO_SPACE, "sampler": "random", "n_trials": 3})
+    objective = Quadratic(ELO_SPACE, ELO_OPTIMUM)
+    metrics = run_search(load_config(params), project / "data", project / "study", project / "out",
+                         objective=objective)
+    assert metrics["completed_trials"] == 3 and len(objective.calls) == 1
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert sorted(r.data.tags["stage"] for r in runs) == ["search", "search", "search-trial", "search-trial",
+                                                          "search-trial"]
+    assert json.loads(parent.read_text())["run_id"] in {r.info.run_id for r in runs}

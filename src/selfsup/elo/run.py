@@ -49,7 +49,9 @@ def _mlflow_run(checkpoint_dir: Path, cfg: Config, meta: dict, track: bool, tags
         return None
     path = Path(checkpoint_dir) / "mlflow.json"
     if path.is_file():
-        return Tracker.attach(json.loads(path.read_text())["run_id"])
+        tracker = Tracker.find(json.loads(path.read_text())["run_id"], "the checkpoint's run, resumed")
+        if tracker is not None:
+            return tracker
     tracker = Tracker.start({**_tags(cfg, meta, "elo_pretrain"), **tags}, run_name=tags.get("run"),
                             default_name=f"elo-{meta.get('dataset', 'video')}-{cfg.elo.epochs}ep")
     tracker.log_params({k: v for k, v in cfg.flat().items() if k.split(".")[0] in ("seed", "elo", "video")})

@@ -17,7 +17,6 @@ training scored by Zipf-KL); tests pass a cheap analytic function through the sa
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import multiprocessing
 import os
@@ -128,8 +127,9 @@ def recover_interrupted(study: optuna.Study) -> list[int]:
 def _finish_mlflow(run_id: str, status: str) -> None:
     from selfsup.tracking import Tracker
 
-    with contextlib.suppress(Exception):
-        Tracker.attach(run_id).finish(status)
+    tracker = Tracker.find(run_id, "an interrupted trial's")
+    if tracker is not None:
+        tracker.finish(status)
 
 
 def _next_trial(study: optuna.Study, search: SearchConfig, dims: list[Dimension],
@@ -158,7 +158,9 @@ def _parent_run(study_dir: Path, name: str, cfg: Config, track: bool) -> str | N
 
     path = study_dir / f"{name}.mlflow.json"
     if path.is_file():
-        return json.loads(path.read_text())["run_id"]
+        run_id = json.loads(path.read_text())["run_id"]
+        if Tracker.find(run_id, "the study's run, resumed") is not None:
+            return run_id
     tracker = Tracker.start({"stage": "search", "search.target": cfg.search.target, "study": name,
                              "search.sampler": cfg.search.sampler, "figure": "search"},
                             default_name=f"search-{cfg.search.sampler}-{cfg.search.n_trials}trials")

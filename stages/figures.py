@@ -12,6 +12,7 @@ from selfsup.cli import run_stage, stage_parser
 from selfsup.config import Config
 from selfsup.figures.ablation import write_ablation
 from selfsup.figures.elo import write_elo
+from selfsup.figures.headline import write_headline
 from selfsup.figures.methods import write_methods
 from selfsup.figures.runs import defaults_only, read_run, read_runs
 from selfsup.figures.search import write_search
@@ -32,6 +33,10 @@ def main(args: argparse.Namespace, cfg: Config) -> None:
         written += write_elo(args.elo, args.out)
     if args.search is not None:
         written += write_search(args.search, args.out)
+    if args.headline is not None:
+        if args.run is None or args.elo is None:
+            raise SystemExit("--headline needs --run and --elo: it takes their evaluate metrics")
+        written.append(write_headline(args.run[1] / "metrics.json", args.elo / "metrics.json", args.headline))
     for run_json in args.log_to:
         if log_figures(run_json, [p for p in written if p.suffix in (".png", ".md")]):
             print(f"logged the figures to the MLflow run of {run_json}")
@@ -49,6 +54,8 @@ if __name__ == "__main__":
     parser.add_argument("--search", type=Path,
                         help="a search output folder (trials.csv), or a folder of <sampler>-s<seed> studies")
     parser.add_argument("--out", type=Path, required=True, help="folder for the figures and tables")
+    parser.add_argument("--headline", type=Path, metavar="METRICS_JSON",
+                        help="also write the image and video linear/kNN top-1 to this metrics file (the main DAG)")
     parser.add_argument("--log-to", type=Path, action="append", default=[], metavar="RUN_JSON",
                         help="also log the figures (PNG) and tables (Markdown) to the MLflow run in this run.json")
     args = parser.parse_args()

@@ -100,11 +100,10 @@ def test_runs_table_shows_each_experiment_with_what_it_changed_and_scored() -> N
     from selfsup.experiments import table
 
     def entry(params: dict, linear: float, video: float | None = None) -> dict:
-        metrics = {"results/evaluate/metrics.json": {"data": {"linear_top1": linear, "knn_top1": linear - 0.03,
-                                                               "random_linear_top1": 0.152}}}
+        headline = {"image": {"linear_top1": linear, "knn_top1": linear - 0.03}}
         if video is not None:
-            metrics["results/elo_evaluate/metrics.json"] = {"data": {"linear_top1": video, "knn_top1": video - 0.08}}
-        return {"params": {"params.yaml": {"data": params}}, "metrics": metrics}
+            headline["video"] = {"linear_top1": video, "knn_top1": video - 0.08}
+        return {"params": {"params.yaml": {"data": params}}, "metrics": {"results/metrics.json": {"data": headline}}}
 
     base = {"method": "simclr", "lambda": None, "views": {"size": 16}}
     shown = [{"rev": "workspace", "name": None, "data": entry(base, 0.432, 0.75)},
@@ -113,6 +112,24 @@ def test_runs_table_shows_each_experiment_with_what_it_changed_and_scored() -> N
                                          "data": entry({**base, "method": "barlow", "lambda": 0.005}, 0.224)}]}]}]
     lines = table(shown).splitlines()
     assert lines[0].split()[:3] == ["experiment", "image", "linear"]
-    assert lines[1].split() == ["workspace", "43.2", "40.2", "15.2", "75.0", "67.0", "-"]
-    assert lines[3].split() == ["barlow-5e-3", "22.4", "19.4", "15.2", "-", "-", "method=barlow,", "lambda=0.005"]
+    assert lines[1].split() == ["workspace", "43.2", "40.2", "75.0", "67.0", "-"]
+    assert lines[3].split() == ["barlow-5e-3", "22.4", "19.4", "-", "-", "method=barlow,", "lambda=0.005"]
     assert max(len(line) for line in lines) <= 120
+
+
+def test_dag_table_lists_each_stage_after_its_upstream_with_foreach_stages_grouped() -> None:
+    from selfsup.dag_view import table
+
+    dot = "\n".join(['strict digraph {', '"figures";', '"check_params";', '"pipelines/paper/dvc.yaml:train@b";',
+                     '"pipelines/paper/dvc.yaml:train@a";',
+                     '"check_params" -> "pipelines/paper/dvc.yaml:train@a";',
+                     '"check_params" -> "pipelines/paper/dvc.yaml:train@b";',
+                     '"pipelines/paper/dvc.yaml:train@a" -> "figures";',
+                     '"pipelines/paper/dvc.yaml:train@b" -> "figures";', "}"])
+    lines = table(dot, width=60).splitlines()
+    assert [line.split()[0] for line in lines] == ["check_params", "paper:train@a", "paper:train@b", "figures"]
+    assert lines[0].endswith("(reads only params and data files)")
+    assert lines[1].split()[1:] == ["<-", "check_params"]
+    assert lines[3].split(maxsplit=1)[1] == "<- paper:train@{a, b}"
+    wide = table(dot.replace('"figures";', '"' + "x" * 70 + '";').replace('"figures"', '"' + "x" * 70 + '"'), 60)
+    assert all(len(line) <= 70 + 2 + 40 for line in wide.splitlines())

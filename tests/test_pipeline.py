@@ -112,7 +112,7 @@ def test_repro_then_up_to_date_then_experiment(repo: Path) -> None:
     assert len(by_stage["pretrain"]) == 1
     image = by_stage["pretrain"][0]
     assert image.data.params["method"] == "simclr"
-    assert "test/linear_top1" in image.data.metrics and "train/collapse_std" in image.data.metrics
+    assert "image/linear_top1" in image.data.metrics and "train/collapse_std" in image.data.metrics
 
     video = json.loads((repo / "results/elo_evaluate/metrics.json").read_text())
     assert {"linear_top1", "knn_top1", "zipf_kl", "random_knn_top1"} <= set(video)
@@ -123,8 +123,12 @@ def test_repro_then_up_to_date_then_experiment(repo: Path) -> None:
     (search,) = by_stage["search"]
     assert sorted(r.data.tags["mlflow.parentRunId"] for r in by_stage["search-trial"]) == [search.info.run_id] * 2
     (elo,) = by_stage["elo_pretrain"]
-    assert "test/knn_top1" in elo.data.metrics and elo.data.tags["distilled"] == "true"
+    assert "video/knn_top1" in elo.data.metrics and elo.data.tags["distilled"] == "true"
 
+    headline = json.loads((repo / "results/metrics.json").read_text())
+    video = json.loads((repo / "results/elo_evaluate/metrics.json").read_text())
+    assert headline == {"image": {"linear_top1": metrics["linear_top1"], "knn_top1": metrics["knn_top1"]},
+                        "video": {"linear_top1": video["linear_top1"], "knn_top1": video["knn_top1"]}}
     figures = repo / "results/figures"
     table = (figures / "method_comparison.csv").read_text().splitlines()
     assert table[0].startswith("method,linear %,kNN %") and table[1].startswith("simclr,")
@@ -147,7 +151,7 @@ def test_repro_then_up_to_date_then_experiment(repo: Path) -> None:
     assert barlow.data.params["method"] == "barlow"
     assert float(barlow.data.params["lambda"]) == 0.005
     assert barlow.data.tags["dvc.exp_name"] == "barlow-5e-3"
-    assert "test/knn_top1" in barlow.data.metrics
+    assert "image/knn_top1" in barlow.data.metrics
 
     shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
     names = [e.get("name") for rev in shown for e in (rev.get("experiments") or []) for e in e.get("revs", [])]
@@ -200,8 +204,14 @@ def test_push_then_a_fresh_clone_pulls_to_an_up_to_date_pipeline(repo: Path, tmp
     status = run(["dvc", "status"], clone).stdout
     assert "up to date" in status, status
     assert stages_run(run(["dvc", "repro"], clone).stdout) == set()
-    shown = run(["dvc", "metrics", "show"], clone).stdout
-    assert "results/evaluate/metrics.json" in shown and "linear_top1" in shown
+    shown = run(["dvc", "metrics", "show"], clone)
+    headline = json.loads((clone / "results/metrics.json").read_text())
+    assert shown.stdout.splitlines()[0].split() == ["Path", "image.knn_top1", "image.linear_top1", "video.knn_top1",
+                                                    "video.linear_top1"]
+    assert float(shown.stdout.splitlines()[1].split()[2]) == pytest.approx(headline["image"]["linear_top1"], abs=1e-5)
+    assert "failed" not in shown.stdout + shown.stderr and "WARNING" not in shown.stdout + shown.stderr
+    detail = run(["dvc", "metrics", "show", "results/evaluate/metrics.json"], clone).stdout
+    assert "random_linear_top1" in detail
 
 
 def test_bad_params_fail_before_touching_data(repo: Path) -> None:
@@ -252,7 +262,7 @@ def test_queued_experiments_record_into_the_same_store(repo: Path) -> None:
     assert "Failed" not in status, run(["dvc", "queue", "logs", status.split()[0]], repo, check=False).stdout
     new = [r for r in mlflow_runs(repo) if r.info.run_id not in before and r.data.tags.get("stage") == "pretrain"]
     assert sorted(r.data.params["method"] for r in new) == ["barlow", "simclr"]
-    assert all("test/linear_top1" in r.data.metrics for r in new)
+    assert all("image/linear_top1" in r.data.metrics for r in new)
     assert all(r.data.tags.get("dvc.exp_name") for r in new)
     shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
     seeds = [e["data"]["params"]["params.yaml"]["data"].get("seed")

@@ -7,6 +7,8 @@
                                          # params.yaml and its preset make of them
     selfsup methods byol                 # one method
     selfsup runs                         # every DVC experiment: what it changed, what it scored
+    selfsup dag                          # the main DAG, one line per stage with the stages it reads
+    selfsup dag pipelines/paper/dvc.yaml # the paper pipeline
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from selfsup.config import parse_overrides
 from selfsup.config_view import render, sources
+from selfsup.dag_view import dag_table
 from selfsup.errors import SelfSupError
 from selfsup.experiments import experiments_table
 from selfsup.schema import param_key
@@ -58,14 +61,17 @@ def main(argv: list[str] | None = None) -> int:
     show.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE")
     show.add_argument("--changed", action="store_true", help="only the values that differ from the schema defaults")
     sub.add_parser("runs", help="the headline table of the DVC experiments (what each changed, what it scored)")
+    dag = sub.add_parser("dag", help="the pipeline, one line per stage with the stages it reads from")
+    dag.add_argument("targets", nargs="*", default=["dvc.yaml"],
+                     help="stages or dvc.yaml files, as for `dvc dag` (default: the main DAG, dvc.yaml)")
     methods = sub.add_parser("methods", help="list the methods, their papers and knobs")
     methods.add_argument("names", nargs="*", help="methods to describe (default: all)")
     methods.add_argument("--params", type=Path, default=Path("params.yaml"),
                          help="also show what each knob resolves to with this params file and its preset")
     args = parser.parse_args(argv)
-    if args.command == "runs":
+    if args.command in ("runs", "dag"):
         try:
-            print(experiments_table("."), end="")
+            print(experiments_table(".") if args.command == "runs" else dag_table(args.targets), end="")
         except SelfSupError as exc:
             print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 1

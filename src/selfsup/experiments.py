@@ -1,10 +1,9 @@
 """The headline table of the DVC experiments (``selfsup runs``): what each changed and what it scored.
 
-``dvc exp show`` lists every param and metric of both pipelines. This keeps one line per commit
-and experiment: the params of ``params.yaml`` that differ from the commit the experiment started
-from (for the workspace: from HEAD), and the main DAG's headline numbers (image linear probe and
-kNN against the same network randomly initialised, and the video ones), read from
-``dvc exp show --json``.
+``dvc exp show`` lists every param of ``params.yaml`` and every dependency of both pipelines. This
+keeps one line per commit and experiment: the params that differ from the commit the experiment
+started from (for the workspace: from HEAD), and the main DAG's headline numbers (image and video
+linear probe and kNN, ``results/metrics.json``), read from ``dvc exp show --json``.
 """
 
 from __future__ import annotations
@@ -16,11 +15,9 @@ from typing import Any
 from selfsup.errors import SelfSupError
 from selfsup.schema import flatten
 
-IMAGE = "results/evaluate/metrics.json"
-VIDEO = "results/elo_evaluate/metrics.json"
-COLUMNS = (("image linear", IMAGE, "linear_top1"), ("image kNN", IMAGE, "knn_top1"),
-           ("random linear", IMAGE, "random_linear_top1"), ("video linear", VIDEO, "linear_top1"),
-           ("video kNN", VIDEO, "knn_top1"))
+HEADLINE = "results/metrics.json"
+COLUMNS = (("image linear", "image", "linear_top1"), ("image kNN", "image", "knn_top1"),
+           ("video linear", "video", "linear_top1"), ("video kNN", "video", "knn_top1"))
 
 
 def _data(entry: dict, kind: str, path: str) -> dict:
@@ -31,8 +28,9 @@ def _line(name: str, entry: dict, base: dict[str, Any]) -> list[str]:
     params = flatten(_data(entry, "params", "params.yaml"))
     changed = ", ".join(f"{k}={v}" for k, v in params.items() if v != base.get(k) and v not in (None, {}))
     cells = []
-    for _, path, key in COLUMNS:
-        value = _data(entry, "metrics", path).get(key)
+    headline = _data(entry, "metrics", HEADLINE)
+    for _, section, key in COLUMNS:
+        value = (headline.get(section) or {}).get(key)
         cells.append("-" if not isinstance(value, (int, float)) else f"{100 * value:.1f}")
     return [name, *cells, changed or "-"]
 

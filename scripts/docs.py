@@ -102,6 +102,15 @@ def default_video() -> str:
             f"{pct(ev['linear_top1'])} | {pct(ev['knn_top1'])} |")
 
 
+def runs_sample() -> str:
+    """`selfsup runs` on the committed records: its header and the `main` row."""
+    from selfsup.experiments import HEADLINE, table
+
+    shown = [{"rev": "0000000", "name": "main",
+              "data": {"metrics": {HEADLINE: {"data": _json(HEADLINE)}}, "params": {}}}]
+    return "```\n" + table(shown) + "```"
+
+
 def default_details() -> str:
     ev = _json("results/evaluate/metrics.json")
     pre = _json("results/pretrain/metrics.json")
@@ -265,8 +274,11 @@ def background_summary() -> str:
         values = [trained[k][key] for k in names]
         return f"{pct(min(values))} to {pct(max(values))}"
 
+    from selfsup.config import DigitsBgConfig
+
+    crops = DigitsBgConfig().background_pool  # the probe's classes: the crops of the default digits-bg
     return (f"A random CNN already tells the background crops apart ({pct(random['bg_linear'])} linear, chance "
-            f"{pct(1 / 64)}). The methods that learn the digit keep the background as well "
+            f"{pct(1 / crops)}). The methods that learn the digit keep the background as well "
             f"({span(wide, 'bg_linear')}) as those that do not ({span(weak, 'bg_linear')}); what differs is the digit: "
             f"{span(wide, 'digit_linear')} against {span(weak, 'digit_linear')} "
             f"(random {pct(random['digit_linear'])}).")
@@ -335,6 +347,9 @@ def search_summary() -> str:
     mean = {s: statistics.mean(finals[s, seed] for seed in seeds) for s in ("cmaes", "random")}
     wins = sum(finals["cmaes", seed] < finals["random", seed] for seed in seeds)
     _, acc, rho = zipf_vs_accuracy(studies)
+    chance = {float(r["chance_top1"]) for rows in studies.values() for r in rows}
+    if len(chance) != 1:
+        raise SystemExit(f"results/paper/search trials disagree on chance_top1 ({sorted(chance)}); rerun the search")
     trials = min(len(rows) for rows in studies.values())
     relative = 100 * (mean["random"] - mean["cmaes"]) / mean["random"]
     spread, gap = max(finals.values()) - min(finals.values()), abs(mean["random"] - mean["cmaes"])
@@ -345,7 +360,7 @@ def search_summary() -> str:
             f"({relative:+.0f}% relative to random). The per-seed spread ({min(finals.values()):.4f} to "
             f"{max(finals.values()):.4f}) is {spread_vs_gap}. Over all {len(acc)} trials Spearman's rho between "
             f"Zipf-KL and kNN accuracy is {rho:+.2f}; every trial's kNN accuracy lies between {pct(acc.min())} and "
-            f"{pct(acc.max())} (chance {pct(1 / 8)}).")
+            f"{pct(acc.max())} (chance {pct(chance.pop())}).")
 
 
 def elo_summary() -> str:
@@ -358,7 +373,8 @@ def elo_summary() -> str:
             f"{pct(runs['rgb_only']['knn_top1'])}; with flow and audio distilled "
             f"{pct(runs['distill']['linear_top1'])} / {pct(runs['distill']['knn_top1'])}; the default weights "
             f"{pct(runs['full']['linear_top1'])} / "
-            f"{pct(runs['full']['knn_top1'])} (chance {pct(1 / 8)}). The lowest Zipf-KL is the `{best}` variant's "
+            f"{pct(runs['full']['knn_top1'])} (chance {pct(random['chance_top1'])}). "
+            f"The lowest Zipf-KL is the `{best}` variant's "
             f"({runs[best]['zipf_kl']:.3f}).")
 
 
@@ -386,6 +402,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "search-summary": search_summary,
     "elo-summary": elo_summary,
     "default-images": default_images,
+    "selfsup-runs": runs_sample,
     "default-video": default_video,
     "default-details": default_details,
     "dag-time": dag_time,

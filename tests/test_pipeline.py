@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -43,8 +44,9 @@ TINY_PRESET = {
 }
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     env.pop("MLFLOW_TRACKING_URI", None)
     if (cwd / "src" / "selfsup").is_dir():
         env["PYTHONPATH"] = str(cwd / "src")  # the stages run the copy's code, not the installed package
@@ -156,6 +158,15 @@ def test_repro_then_up_to_date_then_experiment(repo: Path) -> None:
     shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
     names = [e.get("name") for rev in shown for e in (rev.get("experiments") or []) for e in e.get("revs", [])]
     assert "barlow-5e-3" in names
+
+    readme = (REPO / "README.md").read_text()
+    pattern = re.search(r"^dvc exp show --drop '([^']+)'", readme, re.M).group(1)  # the README's headline table
+    table = run(["dvc", "exp", "show", "--no-pager", "--drop", pattern], repo, env={"COLUMNS": "120"}).stdout
+    header = table.splitlines()[1].split()
+    assert header == ["Experiment", "image.knn_top1", "image.linear_top1", "video.knn_top1",
+                      "video.linear_top1", "method"]
+    assert "barlow-5e-3" in table and "…" not in table, table
+    assert max(len(line) for line in table.splitlines()) <= 120, table
 
 
 def stages_run(stdout: str) -> set[str]:

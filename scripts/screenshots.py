@@ -43,9 +43,10 @@ def wait_for_server(url: str, timeout: float = 60.0) -> None:
 
 
 def close_assistant(page: Page) -> None:
-    """MLflow 3 opens an assistant side panel; close it so the table has the width."""
-    if page.get_by_text("MLflow Assistant").count():
-        page.locator("button[aria-label='Close']").last.click()
+    """MLflow 3 opens an assistant side panel on a first visit; close it so the page has the width."""
+    close = page.locator("button[aria-label='Close']")
+    if page.get_by_text("MLflow Assistant").count() and close.count():
+        close.last.click()
         page.wait_for_timeout(500)
 
 
@@ -61,7 +62,7 @@ def choose(page: Page, select_index: int, names: list[str]) -> None:
 
 def shoot_mlflow(browser: Browser, url: str, experiment_id: str, runs: list, out: Path, params: list[str],
                  metrics: list[str]) -> None:
-    page = browser.new_page(viewport={"width": 1600, "height": 900})
+    page = browser.new_page(viewport={"width": 1800, "height": 900})
     page.goto(f"{url}/#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW}")
     page.get_by_text(runs[0].info.run_name).first.wait_for(timeout=60_000)
     page.wait_for_timeout(2000)

@@ -81,6 +81,23 @@ def test_a_bad_ignored_knob_stops_check_params(project, capsys) -> None:
     assert not (project / "resolved").exists()
 
 
+@pytest.mark.parametrize(("sets", "message"), [
+    (["views.multi_crop.n_small=2"], "views.multi_crop.n_small=2 but method 'simclr' does not take multi-crop views "
+                                     "(those that do: dino, swav)"),
+    (["method=byol", "views.background.swaps=0.5"], "views.background.swaps=0.5 but method 'byol' takes no hard "
+                                                     "negatives; BG_Swaps works with moco, mocov1, simclr"),
+])
+def test_views_the_method_cannot_take_stop_check_params(project, capsys, sets: list[str], message: str) -> None:
+    """Multi-crop without a multi-crop method, BG_Swaps without hard negatives: refused before any data stage."""
+    argv = ["--params", str(project / "params.yaml"), "--out-dir", str(project / "resolved")]
+    for item in sets:
+        argv += ["-S", item]
+    main = __import__("runpy").run_path(str(REPO / "stages/check_params.py"))["main"]
+    assert run_stage(main, _parser(), None, argv) == 1
+    assert message in capsys.readouterr().err
+    assert not (project / "resolved").exists()
+
+
 def test_a_resolved_file_loads_with_overrides_but_not_a_new_method(project) -> None:
     cfg = load_config(write_params(project, method="barlow"))
     path = project / "pretrain.yaml"

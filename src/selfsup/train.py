@@ -20,7 +20,7 @@ from torch import nn
 from tqdm import tqdm
 
 from selfsup import dist
-from selfsup.augment.background import BackgroundAugment, BackgroundBank, check_method_accepts
+from selfsup.augment.background import BackgroundAugment, BackgroundBank
 from selfsup.augment.views import ViewGenerator
 from selfsup.checkpoint import (
     LAST,
@@ -95,13 +95,10 @@ class Trainer:
             raise ConfigError(f"batch_size={cfg.batch_size} is larger than the {n} pretraining images")
         self.total_steps = cfg.epochs * self.steps_per_epoch
         self.info = DataInfo.from_meta(n, meta)
-        method = build_method(cfg, self.info)
-        n_small = cfg.views.multi_crop.n_small
-        if n_small and not method.multi_crop:
-            raise ConfigError(f"views.multi_crop.n_small={n_small} but method {cfg.method!r} does not take "
-                              f"multi-crop views; set -S ++views.multi_crop.n_small=0")
-        background = self._background_augment(backgrounds_dir, method)
-        self.views = ViewGenerator(cfg.views, meta["mean"], meta["std"], method.n_views, n_small, background,
+        method = build_method(cfg, self.info)  # refuses views the method cannot take (methods.check_views)
+        background = self._background_augment(backgrounds_dir)
+        self.views = ViewGenerator(cfg.views, meta["mean"], meta["std"], method.n_views, cfg.views.multi_crop.n_small,
+                                   background,
                                    hard_negative=cfg.views.background.swaps > 0)
         if cfg.train.sync_bn and dist.is_distributed():
             if self.device.type != "cuda":
@@ -130,12 +127,11 @@ class Trainer:
         self.epoch_sums = torch.zeros(3, device=self.device)  # loss, collapse std, steps this epoch
         self.rng = rng_state()  # restored when fit() starts, so runs do not depend on what ran before
 
-    def _background_augment(self, folder: Path | None, method: Method) -> BackgroundAugment | None:
+    def _background_augment(self, folder: Path | None) -> BackgroundAugment | None:
         """The background augmentation ``views.background`` asks for, with its bank, or None."""
         bg = self.cfg.views.background
         if not bg.enabled:
             return None
-        check_method_accepts(bg, self.cfg.method, method.hard_negatives)
         if folder is None:
             raise ConfigError("views.background is on but no background bank was given; run the `backgrounds` "
                               "stage (pretrain --backgrounds data/backgrounds)")

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from selfsup.config import BackgroundConfig
-from selfsup.errors import ConfigError, DataError
+from selfsup.errors import DataError
 
 
 def paste(foreground: torch.Tensor, alpha: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
@@ -122,13 +122,3 @@ class BackgroundAugment:
         other, other_alpha = images.roll(-1, 0), alpha.roll(-1, 0)
         hard = torch.where(swapped, paste(other, other_alpha, self.backgrounds(index, images.device)), other)
         return positive, hard, other_alpha, swapped.view(-1)
-
-
-def check_method_accepts(cfg: BackgroundConfig, method_name: str, hard_negatives: bool) -> None:
-    """BG_Swaps needs a method that takes a hard negative per image."""
-    if cfg.swaps > 0 and not hard_negatives:
-        from selfsup.methods import REGISTRY
-
-        able = sorted(name for name, cls in REGISTRY.items() if cls.hard_negatives)
-        raise ConfigError(f"views.background.swaps={cfg.swaps} but method {method_name!r} takes no hard negatives; "
-                          f"BG_Swaps works with {', '.join(able)}; set -S views.background.swaps=0")

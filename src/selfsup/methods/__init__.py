@@ -11,9 +11,10 @@ import inspect
 import pkgutil
 from typing import TYPE_CHECKING
 
+from selfsup.errors import ConfigError
 from selfsup.methods.base import DataInfo, Method, MethodOutput
 
-__all__ = ["REGISTRY", "DataInfo", "Method", "MethodOutput", "build_method"]
+__all__ = ["REGISTRY", "DataInfo", "Method", "MethodOutput", "build_method", "check_views"]
 
 if TYPE_CHECKING:
     from selfsup.config import Config
@@ -34,6 +35,24 @@ def _discover() -> dict[str, type[Method]]:
 REGISTRY: dict[str, type[Method]] = _discover()
 
 
+def check_views(cfg: Config) -> None:
+    """Refuse views the method cannot take: multi-crop small crops without ``Method.multi_crop``, BG_Swaps'
+    hard negative without ``Method.hard_negatives``. ``check_params`` runs this (through
+    :func:`build_method`), so a bad combination stops the DAG before any data stage."""
+    cls = REGISTRY[cfg.method]
+    n_small = cfg.views.multi_crop.n_small
+    if n_small and not cls.multi_crop:
+        able = sorted(name for name, c in REGISTRY.items() if c.multi_crop)
+        raise ConfigError(f"views.multi_crop.n_small={n_small} but method {cfg.method!r} does not take multi-crop "
+                          f"views (those that do: {', '.join(able)}); set -S ++views.multi_crop.n_small=0")
+    swaps = cfg.views.background.swaps
+    if swaps > 0 and not cls.hard_negatives:
+        able = sorted(name for name, c in REGISTRY.items() if c.hard_negatives)
+        raise ConfigError(f"views.background.swaps={swaps} but method {cfg.method!r} takes no hard negatives; "
+                          f"BG_Swaps works with {', '.join(able)}; set -S views.background.swaps=0")
+
+
 def build_method(cfg: Config, info: DataInfo) -> Method:
-    """The method named by ``cfg.method``, built from the resolved config."""
+    """The method named by ``cfg.method``, built from the resolved config after :func:`check_views`."""
+    check_views(cfg)
     return REGISTRY[cfg.method](cfg, info)

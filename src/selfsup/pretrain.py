@@ -70,7 +70,7 @@ def pretrain(cfg: Config, data_dir: Path, out_dir: Path, checkpoint_dir: Path, t
     tracker = None
     if track and dist.is_main():
         if trainer.run_id:
-            tracker = Tracker.find(trainer.run_id, "the checkpoint's run, resumed")
+            tracker = Tracker.find(trainer.run_id, "the checkpoint's run; a new run is started")
         if tracker is None:
             tags = {**run_tags(cfg, "pretrain"), **(tags or {})}
             tracker = Tracker.start(tags, run_name=tags.get("run"),

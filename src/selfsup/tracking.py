@@ -190,7 +190,8 @@ class Tracker:
     @classmethod
     def find(cls, run_id: str, what: str) -> Tracker | None:
         """:meth:`attach` to ``run_id``, or None with a warning when this store does not hold it: the id came
-        with records or study files made on another machine (git, ``dvc pull``), or the store was reset."""
+        with records or study files made on another machine (git, ``dvc pull``), or the store was reset.
+        ``what`` names the run and what the caller does instead ("the study's run; a new one is started")."""
         from mlflow.exceptions import MlflowException
 
         try:
@@ -198,8 +199,7 @@ class Tracker:
         except MlflowException as exc:
             if "RESOURCE_DOES_NOT_EXIST" not in str(getattr(exc, "error_code", "")) and "not found" not in str(exc):
                 raise
-            log.warning("MLflow run %s (%s) is not in %s; %s", run_id, what, tracking_uri(),
-                        "a new run is started" if what.endswith("resumed") else "it is not updated")
+            log.warning("MLflow run %s is not in %s: %s", run_id, tracking_uri(), what)
             return None
 
     # -- logging -------------------------------------------------------------------------------
@@ -246,13 +246,18 @@ class Tracker:
             raise
 
 
+def _recorded_run(run_json: Path) -> Tracker | None:
+    """The run whose id a stage wrote to ``run_json``; None when it ran untracked or this store lacks it."""
+    run_id = read_run_id(run_json)
+    return Tracker.find(run_id, f"the run of {run_json}; it is not updated") if run_id else None
+
+
 def record_evaluation(run_json: Path, metrics: dict[str, float], namespace: str, artifacts: list[Path],
                       description: str) -> None:
     """Add an evaluation to the run that trained the model (its id in ``run_json``): metrics under
     ``<namespace>/`` (``image`` or ``video``, so the runs table never mixes datasets), the evaluation's
     files, and its headline numbers as the run's description. Nothing when the run was not tracked."""
-    run_id = read_run_id(run_json)
-    tracker = Tracker.find(run_id, f"from {run_json}") if run_id else None
+    tracker = _recorded_run(run_json)
     if tracker is None:
         return
     tracker.log_metrics({f"{namespace}/{k}": v for k, v in metrics.items()})
@@ -264,8 +269,7 @@ def record_evaluation(run_json: Path, metrics: dict[str, float], namespace: str,
 def log_figures(run_json: Path, paths: list[Path]) -> bool:
     """Log figures to the run in ``run_json`` under ``figures/``; False (with a warning) when that run
     is not in this store, e.g. on a fresh clone whose records came with git but whose store did not."""
-    run_id = read_run_id(run_json) if Path(run_json).is_file() else None
-    tracker = Tracker.find(run_id, f"from {run_json}") if run_id else None
+    tracker = _recorded_run(run_json) if Path(run_json).is_file() else None
     if tracker is None:
         return False
     for path in paths:

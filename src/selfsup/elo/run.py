@@ -49,7 +49,7 @@ def _mlflow_run(checkpoint_dir: Path, cfg: Config, meta: dict, track: bool, tags
         return None
     path = Path(checkpoint_dir) / "mlflow.json"
     if path.is_file():
-        tracker = Tracker.find(json.loads(path.read_text())["run_id"], "the checkpoint's run, resumed")
+        tracker = Tracker.find(json.loads(path.read_text())["run_id"], "the checkpoint's run; a new run is started")
         if tracker is not None:
             return tracker
     tracker = Tracker.start({**_tags(cfg, meta, "elo_pretrain"), **tags}, run_name=tags.get("run"),

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from selfsup.errors import DataError
-from selfsup.figures.render import STYLE, plt, save_figure, save_table
+from selfsup.figures.render import STYLE, plt, reference_lines, save_figure, save_table
 
 ORDER = ("rgb_only", "distill", "full", "searched")
 LABELS = {"rgb_only": "RGB tasks only", "distill": "+ flow/audio distilled", "full": "+ multi-modal tasks (default)",
@@ -59,8 +59,7 @@ def plot_elo(runs: dict[str, dict], stem: Path) -> list[Path]:
             m = runs[name]
             ax.bar(x - 0.4 + width / 2 + i * width, [100 * m["linear_top1"], 100 * m["knn_top1"]], width,
                    label=LABELS.get(name, name))
-        if "chance_top1" in first:
-            ax.axhline(100 * first["chance_top1"], color="0.35", linestyle=":", linewidth=1.2, label="chance")
+        reference_lines(ax, first, "linear_top1")  # chance (clips have no raw-pixel baseline)
         ax.set(xticks=x, xticklabels=["linear probe", "kNN"], ylabel="action top-1 on the test clips (%)",
                title="ELo on synthetic-actions: the RGB network's frozen features\n"
                      "(raw pixels are not measured for clips)")

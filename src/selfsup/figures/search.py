@@ -14,7 +14,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from selfsup.errors import DataError
-from selfsup.figures.render import STYLE, plt, save_figure, save_table
+from selfsup.figures.render import STYLE, plt, reference_lines, save_figure, save_table
 
 
 def read_studies(root: Path) -> dict[tuple[str, int], list[dict]]:
@@ -88,9 +88,10 @@ def plot_zipf_vs_accuracy(studies: dict[tuple[str, int], list[dict]], stem: Path
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(5, 3.6))
         ax.scatter(zipf, 100 * acc, s=14, alpha=0.7, label="trial")
-        chance = [float(r["chance_top1"]) for key in sorted(studies) for r in studies[key] if r.get("chance_top1")]
-        if chance:
-            ax.axhline(100 * chance[0], color="0.35", linestyle=":", linewidth=1.2, label="chance")
+        chance = next((float(r["chance_top1"]) for key in sorted(studies) for r in studies[key]
+                       if r.get("chance_top1")), None)
+        if chance is not None:
+            reference_lines(ax, {"chance_top1": chance}, "knn_top1")
             ax.legend(frameon=False, fontsize=8)
         ax.set(xlabel="Zipf-KL of the trial (no labels)", ylabel="kNN top-1 on the test clips (%)",
                title=f"Every search trial: Spearman rho = {rho:+.2f} (n = {len(zipf)})")

@@ -127,7 +127,7 @@ def recover_interrupted(study: optuna.Study) -> list[int]:
 def _finish_mlflow(run_id: str, status: str) -> None:
     from selfsup.tracking import Tracker
 
-    tracker = Tracker.find(run_id, "an interrupted trial's")
+    tracker = Tracker.find(run_id, "an interrupted trial's run; it is not marked finished")
     if tracker is not None:
         tracker.finish(status)
 
@@ -159,7 +159,7 @@ def _parent_run(study_dir: Path, name: str, cfg: Config, track: bool) -> str | N
     path = study_dir / f"{name}.mlflow.json"
     if path.is_file():
         run_id = json.loads(path.read_text())["run_id"]
-        if Tracker.find(run_id, "the study's run, resumed") is not None:
+        if Tracker.find(run_id, "the study's run; a new one is started") is not None:
             return run_id
     tracker = Tracker.start({"stage": "search", "search.target": cfg.search.target, "study": name,
                              "search.sampler": cfg.search.sampler, "figure": "search"},

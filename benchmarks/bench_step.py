@@ -1,6 +1,6 @@
 """Framework overhead and augmentation throughput, measured side by side in one run.
 
-1. Pretraining steps through ``selfsup.train.Trainer.fit`` (schedules, progress bar, logging,
+1. Pretraining steps through the generic loop (``selfsup.train.image_loop(...).fit``) (schedules, progress bar, logging,
    collapse diagnostic, NaN check) against a bare PyTorch loop with the same model, loss, batch,
    augmentation and optimiser. Rounds alternate between the two; the ratio of medians is printed.
 2. Augmentation throughput of the ``batched`` (kornia) and ``per_sample`` (torchvision v2 loop)
@@ -29,7 +29,7 @@ from selfsup.io import write_json
 from selfsup.methods import DataInfo, build_method
 from selfsup.optim import build_optimizer
 from selfsup.schedules import scaled_lr
-from selfsup.train import Trainer
+from selfsup.train import image_loop
 
 
 def bare_loop(cfg: Config, data_dir: Path, steps: int) -> float:
@@ -55,9 +55,9 @@ def bare_loop(cfg: Config, data_dir: Path, steps: int) -> float:
 
 def framework_loop(cfg: Config, data_dir: Path, steps: int) -> float:
     with tempfile.TemporaryDirectory() as ck:
-        trainer = Trainer(cfg, data_dir, Path(ck))
+        loop = image_loop(cfg, data_dir, Path(ck))
         start = time.perf_counter()
-        trainer.fit(until=steps)
+        loop.fit(until=steps)
         return time.perf_counter() - start
 
 

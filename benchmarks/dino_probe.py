@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import tempfile
 from pathlib import Path
 
 import torch
@@ -32,7 +31,8 @@ import torch.nn.functional as F
 
 from selfsup.config import load_config, parse_overrides
 from selfsup.io import write_json
-from selfsup.train import Trainer
+from selfsup.loop import Optimisation, collapse_std
+from selfsup.train import ImagePretraining
 
 
 def entropy(p: torch.Tensor) -> torch.Tensor:
@@ -41,7 +41,7 @@ def entropy(p: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def teacher_targets(trainer: Trainer, step: int) -> dict[str, float]:
+def teacher_targets(trainer: ImagePretraining, step: int) -> dict[str, float]:
     """The teacher's statistics on the two global views of ``step``'s batch, before it trains on them."""
     method = trainer.method
     index = trainer.batch_indices(step)
@@ -65,22 +65,24 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     cfg = load_config(args.params, overrides=parse_overrides(["method=dino", *args.overrides]))
-    with tempfile.TemporaryDirectory() as checkpoints:
-        trainer = Trainer(cfg, args.data, Path(checkpoints))
-        print(f"K = {cfg.knobs.out_dim} (ln K = {math.log(cfg.knobs.out_dim):.2f}); overrides: "
-              f"{' '.join(args.overrides) or 'none'}")
-        print("| step | loss | H(P_t) | H(mean P_t) | same | other | std x sqrt(d) |")
-        print("|---|---|---|---|---|---|---|")
-        for step in range(args.steps):
-            stats = teacher_targets(trainer, step)
-            loss, std, _ = trainer.train_step(step)
-            trainer.step = step + 1
-            if step % args.every == 0 or step == args.steps - 1:
-                rows.append({"step": step, "loss": loss.item(), **stats,
-                             "std_x_sqrt_d": std.item() * math.sqrt(trainer.embed_dim)})
-                print(f"| {step} | {loss.item():.3f} | {stats['H(P_t)']:.2f} | {stats['H(mean P_t)']:.2f} | "
-                      f"{stats['same']:.2f} | {stats['other']:.2f} | {std.item() * math.sqrt(trainer.embed_dim):.2f} |",
-                      flush=True)
+    trainer = ImagePretraining(cfg, args.data)
+    opt = Optimisation(trainer.device, cfg.train.amp, cfg.train.amp_dtype, cfg.train.clip_grad_norm)
+    print(f"K = {cfg.knobs.out_dim} (ln K = {math.log(cfg.knobs.out_dim):.2f}); overrides: "
+          f"{' '.join(args.overrides) or 'none'}")
+    print("| step | loss | H(P_t) | H(mean P_t) | same | other | std x sqrt(d) |")
+    print("|---|---|---|---|---|---|---|")
+    for step in range(args.steps):
+        stats = teacher_targets(trainer, step)
+        out = trainer.train_step(step, opt)
+        opt.end_step()
+        loss, std = out.losses["loss"], collapse_std(out.embedding)
+        scaled = std.item() * math.sqrt(out.embedding.shape[1])
+        if step % args.every == 0 or step == args.steps - 1:
+            rows.append({"step": step, "loss": loss.item(), **stats,
+                         "std_x_sqrt_d": scaled})
+            print(f"| {step} | {loss.item():.3f} | {stats['H(P_t)']:.2f} | {stats['H(mean P_t)']:.2f} | "
+                  f"{stats['same']:.2f} | {stats['other']:.2f} | {scaled:.2f} |",
+                  flush=True)
     if args.out:
         write_json(args.out, {"overrides": args.overrides, "steps": args.steps, "out_dim": cfg.knobs.out_dim,
                               "rows": rows})

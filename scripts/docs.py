@@ -185,7 +185,7 @@ def bench_step() -> str:
             f"round, {rec['rounds']} rounds, {rec['threads']} threads, torch {rec['torch']}:\n\n"
             f"| loop | median ms/step |\n|---|---|\n"
             f"| bare PyTorch | {rec['bare_ms_per_step']:.1f} |\n"
-            f"| selfsup `Trainer.fit` | {rec['framework_ms_per_step']:.1f} |\n"
+            f"| selfsup `Loop.fit` | {rec['framework_ms_per_step']:.1f} |\n"
             f"| **framework / bare** | **{rec['ratio']:.3f} ({100 * (rec['ratio'] - 1):+.1f}%)** |\n\n"
             f"Augmentation against the model's consumption (images per second, two views per image):\n\n"
             f"| producer / consumer | images/s |\n|---|---|\n"

@@ -94,3 +94,38 @@ def test_swav_sinkhorn_over_two_processes_equals_one_process(project) -> None:
     index = torch.arange(8)
     assert_same_step(run_two_processes(project, params, views, index, 64),
                      single_process_step(params, views, index, 64))
+
+
+def test_elo_two_process_step_equals_single_process(tmp_path) -> None:
+    """ELo's first step under DDP (rows of the global batch per rank, the global batch's augmentation and
+    task labels, contrastive candidates from both ranks) equals one process's step on the global batch:
+    the same loss terms and the same gradients for every network, head and distillation projection."""
+    from selfsup.config import Config
+    from selfsup.elo.train import EloTraining
+    from selfsup.loop import Optimisation
+    from selfsup.schema import build
+
+    sys.path.insert(0, str(Path(__file__).parent / "elo"))
+    from test_elo_train import TINY, _clips
+
+    frames, flow, logmel = _clips(n=16)
+    config = {"elo": {**TINY, "batch_size": 8, "crop_min": 0.6, "brightness": 0.2}, "train": {"threads": 1}}
+    torch.save({"config": config, "frames": frames, "flow": flow, "logmel": logmel}, tmp_path / "elo.pt")
+    torchrun = shutil.which("torchrun") or f"{sys.executable} -m torch.distributed.run"
+    cmd = [*torchrun.split(), "--nproc_per_node=2", "--standalone", str(WORKERS / "elo_ddp_step.py"),
+           str(tmp_path / "elo.pt"), str(tmp_path / "ddp.pt")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp = torch.load(tmp_path / "ddp.pt", weights_only=True)
+    assert ddp["world"] == 2
+
+    task = EloTraining(build(Config, config), frames, flow, logmel)
+    losses = task.train_step(0, Optimisation(task.device, amp=False)).losses
+    grads = {k: p.grad for k, p in task.model.named_parameters() if p.grad is not None}
+    assert {"rgb/contrastive", "rgb/order", "rgb/reverse", "audio/align", "flow/distill"} <= set(losses)
+    assert ddp["losses"].keys() == losses.keys()
+    for k, v in losses.items():
+        assert torch.allclose(ddp["losses"][k], v, rtol=1e-5, atol=1e-6), k
+    assert ddp["grads"].keys() == grads.keys() and len(grads) > 50
+    for k, g in grads.items():
+        assert torch.allclose(ddp["grads"][k], g, rtol=1e-4, atol=1e-6), k

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from conftest import REPO
@@ -281,6 +282,17 @@ def test_queued_experiments_record_into_the_same_store(repo: Path) -> None:
     assert seeds.count(7) == 2
 
 
+def kill_after_first_checkpoint(cmd: list[str], cwd: Path, checkpoint: Path) -> None:
+    """Start ``cmd`` and SIGKILL it as soon as ``checkpoint`` appears."""
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert checkpoint.exists() and proc.poll() is None, "the run ended before its first checkpoint could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
 def test_sigkilled_pretrain_resumes_to_the_same_result(repo: Path, tmp_path: Path) -> None:
     if not (repo / "data/images/meta.json").exists():
         run(["dvc", "repro", "prepare_images"], repo)
@@ -295,14 +307,7 @@ def test_sigkilled_pretrain_resumes_to_the_same_result(repo: Path, tmp_path: Pat
                 "--checkpoints", str(tmp_path / out / "ck"), "--no-mlflow"]
 
     run(pretrain("full"), tmp_path)
-    proc = subprocess.Popen(pretrain("killed"), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ckpt = tmp_path / "killed/ck/last.pt"
-    deadline = time.time() + 300
-    while not ckpt.exists() and time.time() < deadline:
-        time.sleep(0.05)
-    assert ckpt.exists()
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_first_checkpoint(pretrain("killed"), tmp_path, tmp_path / "killed/ck/last.pt")
     assert not (tmp_path / "killed/metrics.json").exists()
     resumed = run(pretrain("killed"), tmp_path)
     assert "resumed from" in resumed.stderr
@@ -311,3 +316,33 @@ def test_sigkilled_pretrain_resumes_to_the_same_result(repo: Path, tmp_path: Pat
     assert again == full
     assert (tmp_path / "full/history.csv").read_text() == (tmp_path / "killed/history.csv").read_text()
 
+
+
+def test_sigkilled_elo_pretrain_resumes_to_the_same_result(repo: Path, tmp_path: Path) -> None:
+    """ELo trains through the same loop: killed after its first checkpoint, rerun, it ends with the
+    model, history and metrics of an uninterrupted run (training time aside)."""
+    if not (repo / "data/video_features/meta.json").exists():
+        run(["dvc", "repro", "extract"], repo)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params.update({"elo": {"epochs": 3, "batch_size": 4}, "train": {"checkpoint_every": 3, "log_every": 2}})
+    (tmp_path / "params").symlink_to(repo / "params")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+
+    def elo_pretrain(out: str) -> list[str]:
+        return [sys.executable, str(repo / "stages/elo_pretrain.py"), "--params", str(tmp_path / "params.yaml"),
+                "--data", str(repo / "data/video_features"), "--out", str(tmp_path / out),
+                "--checkpoints", str(tmp_path / out / "ck"), "--no-mlflow"]
+
+    run(elo_pretrain("full"), tmp_path)
+    kill_after_first_checkpoint(elo_pretrain("killed"), tmp_path, tmp_path / "killed/ck/last.pt")
+    assert not (tmp_path / "killed/metrics.json").exists()
+    resumed = run(elo_pretrain("killed"), tmp_path)
+    assert "resumed from" in resumed.stderr
+
+    def metrics(out: str) -> dict:
+        return {k: v for k, v in json.loads((tmp_path / out / "metrics.json").read_text()).items() if k != "seconds"}
+
+    assert metrics("killed") == metrics("full") and metrics("full")["epochs"] == 3
+    assert (tmp_path / "full/history.csv").read_text() == (tmp_path / "killed/history.csv").read_text()
+    full, killed = (torch.load(tmp_path / out / "rgb.pt", weights_only=True)["state"] for out in ("full", "killed"))
+    assert full.keys() == killed.keys() and all(torch.equal(full[k], killed[k]) for k in full)

@@ -15,15 +15,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from selfsup import dist
 from selfsup.config import Config, save_config
 from selfsup.figures.curves import plot_history
-from selfsup.io import atomic_write, atomic_write_text, write_json
+from selfsup.io import atomic_write_text, write_json
 from selfsup.methods import Method
-from selfsup.tracking import Tracker
-from selfsup.train import Trainer
+from selfsup.model_file import save_model_file
+from selfsup.train import image_loop
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +34,8 @@ def run_tags(cfg: Config, stage: str) -> dict[str, str]:
 def save_model(path: Path, method: Method, cfg: Config) -> None:
     """Everything evaluation needs to rebuild the trained method: config, data facts, weights."""
     info = method.info
-    state = {"config": cfg.to_dict(), "state": method.state_dict(), "view_size": cfg.views.size,
-             "info": {"n_images": info.n_images, "mean": list(info.mean), "std": list(info.std)}}
-    atomic_write(path, lambda f: torch.save(state, f))
+    save_model_file(path, cfg, method.state_dict(), view_size=cfg.views.size,
+                    info={"n_images": info.n_images, "mean": list(info.mean), "std": list(info.std)})
 
 
 VIDEO_SECTIONS = ("video", "elo", "zipf", "search")
@@ -65,36 +62,25 @@ def pretrain(cfg: Config, data_dir: Path, out_dir: Path, checkpoint_dir: Path, t
     """
     out_dir = Path(out_dir)
     model_dir = out_dir if model_dir is None else Path(model_dir)
-    trainer = Trainer(cfg, data_dir, checkpoint_dir, backgrounds_dir=backgrounds_dir)
-    resumed = trainer.try_resume()
-    tracker = None
-    if track and dist.is_main():
-        if trainer.run_id:
-            tracker = Tracker.find(trainer.run_id, "the checkpoint's run; a new run is started")
-        if tracker is None:
-            tags = {**run_tags(cfg, "pretrain"), **(tags or {})}
-            tracker = Tracker.start(tags, run_name=tags.get("run"),
-                                    default_name=f"{cfg.method}-{cfg.dataset}-{cfg.epochs}ep")
-            tracker.log_params(image_params(cfg))
-        trainer.run_id = tracker.run_id
-        trainer.tracker = tracker
-    if resumed:
-        log.info("continuing MLflow run %s", trainer.run_id)
+    loop = image_loop(cfg, data_dir, checkpoint_dir, backgrounds_dir=backgrounds_dir)
+    loop.try_resume()
+    tags = {**run_tags(cfg, "pretrain"), **(tags or {})}
+    tracker = loop.attach_run(track, tags, f"{cfg.method}-{cfg.dataset}-{cfg.epochs}ep", image_params(cfg))
     with tracker.failing_on_error() if tracker else contextlib.nullcontext():
-        history = trainer.fit()
+        history = loop.fit()
         last = history.rows[-1] if history.rows else {}
         metrics = {"loss": last.get("loss", math.nan), "collapse_std": last.get("collapse_std", math.nan),
-                   "collapse_std_x_sqrt_d": last.get("collapse_std", math.nan) * math.sqrt(trainer.embed_dim),
-                   "steps": trainer.step, "epochs": cfg.epochs}
+                   "collapse_std_x_sqrt_d": last.get("collapse_std", math.nan) * math.sqrt(loop.task.embed_dim),
+                   "steps": loop.step, "epochs": cfg.epochs}
         if dist.is_main():
-            save_model(model_dir / "model.pt", trainer.method, cfg)
+            save_model(model_dir / "model.pt", loop.task.method, cfg)
             atomic_write_text(out_dir / "history.csv", history.to_csv())
             plot_history(history.rows, model_dir / "loss.png", f"{cfg.method} on {cfg.dataset}")
             write_json(out_dir / "metrics.json", metrics)
             save_config(cfg, out_dir / "config.yaml")
-            write_json(model_dir / "run.json", {"run_id": trainer.run_id or "", "tracking": bool(tracker)})
+            write_json(model_dir / "run.json", {"run_id": loop.run_id or "", "tracking": bool(tracker)})
             if tracker:
-                tracker.log_metrics({f"train/final_{k}": v for k, v in metrics.items()}, step=trainer.step)
+                tracker.log_metrics({f"train/final_{k}": v for k, v in metrics.items()}, step=loop.step)
                 for path in (out_dir / "config.yaml", out_dir / "history.csv", model_dir / "loss.png",
                              model_dir / "model.pt"):
                     tracker.log_artifact(path)

@@ -17,7 +17,7 @@ from selfsup.config import BackgroundConfig, BlurConfig, ColorJitterConfig, View
 from selfsup.data.store import ImageSplit, save_dataset
 from selfsup.errors import ConfigError, DataError
 from selfsup.prep.masks import build_backgrounds, segment
-from selfsup.train import Trainer
+from selfsup.train import image_loop
 
 MEAN = [0.5, 0.5, 0.5]
 STD = [0.25, 0.25, 0.25]
@@ -161,8 +161,8 @@ def test_training_with_every_background_augmentation(project: Path, tmp_path: Pa
     cfg = load_config(write_params(project, method=method, **{**TINY_RUN, **extra, "views": views}))
     segment(cfg, data, tmp_path / "masks", progress=False)
     build_backgrounds(cfg, data, tmp_path / "masks", tmp_path / "bg", progress=False)
-    trainer = Trainer(cfg, data, tmp_path / "ck", backgrounds_dir=tmp_path / "bg")
-    views = trainer.views(trainer.images[:16], CPU, torch.arange(16))
+    trainer = image_loop(cfg, data, tmp_path / "ck", backgrounds_dir=tmp_path / "bg")
+    views = trainer.task.views(trainer.task.images[:16], CPU, torch.arange(16))
     assert len(views) == 3  # two views and the hard negative
     history = trainer.fit()
     assert all(math.isfinite(r["loss"]) for r in history.rows)
@@ -174,14 +174,14 @@ def test_trainer_refuses_what_cannot_work(project: Path, tmp_path: Path) -> None
     run = {**TINY_RUN, "views": bg}
     cfg = load_config(write_params(project, method="byol", **run))
     with pytest.raises(ConfigError, match="BG_Swaps works with moco, mocov1, simclr"):
-        Trainer(cfg, data, tmp_path / "ck", backgrounds_dir=tmp_path / "bg")
+        image_loop(cfg, data, tmp_path / "ck", backgrounds_dir=tmp_path / "bg")
     cfg = load_config(write_params(project, method="simclr", **run))
     with pytest.raises(ConfigError, match="backgrounds"):
-        Trainer(cfg, data, tmp_path / "ck")
+        image_loop(cfg, data, tmp_path / "ck")
     (tmp_path / "off").mkdir()
     (tmp_path / "off" / "meta.json").write_text('{"enabled": false}')
     with pytest.raises(DataError, match="dvc repro backgrounds"):
-        Trainer(cfg, data, tmp_path / "ck", backgrounds_dir=tmp_path / "off")
+        image_loop(cfg, data, tmp_path / "ck", backgrounds_dir=tmp_path / "off")
     with pytest.raises(ConfigError, match="objective=nt_xent"):
-        Trainer(load_config(write_params(project, method="simclr", objective="margin_triplet", **run)),
+        image_loop(load_config(write_params(project, method="simclr", objective="margin_triplet", **run)),
                 data, tmp_path / "ck", backgrounds_dir=tmp_path / "off")

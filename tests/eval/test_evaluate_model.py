@@ -23,7 +23,7 @@ def test_saved_model_gives_the_trained_features_and_evaluate_adds_finetuning(pro
     assert saved_cfg == cfg and view_size == 16
     meta = load_meta(data)
     x = EvalTransform(16, meta["mean"], meta["std"])(images_tensor(load_split(data, "test").images[:8]))
-    state = torch.load(project / "ck" / "last.pt", weights_only=True)["model"]
+    state = torch.load(project / "ck" / "last.pt", weights_only=True)["modules"]["model"]
     backbone_state = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
     assert all(torch.equal(trained.state_dict()[k], v) for k, v in backbone_state.items())
     assert not torch.equal(trained.eval()(x), random_init.eval()(x))

@@ -1,5 +1,5 @@
 """Contrastive Multiview Coding (Tian et al. 2020): the Lab split, the cross-view losses of Eq. (2)
-against hand-computed cases, the input-adapted encoders, and the method under the real Trainer."""
+against hand-computed cases, the input-adapted encoders, and the method under the real training loop."""
 
 import math
 
@@ -13,7 +13,7 @@ from selfsup.config import BackboneConfig, load_config
 from selfsup.methods import DataInfo, build_method
 from selfsup.methods.cmc import adapt_input_channels, cross_view_loss, in_batch_cross_view_loss, lab_views
 from selfsup.models.backbones import build_backbone
-from selfsup.train import Trainer
+from selfsup.train import image_loop
 
 
 def test_lab_split_shapes_values_and_ranges() -> None:
@@ -102,12 +102,12 @@ def test_memory_bank_forward_is_the_sum_of_both_directions(project) -> None:
 def test_trainer_updates_both_banks_and_extractor_concatenates_views(project) -> None:
     data = tiny_dataset(project / "data")
     cfg = load_config(write_params(project, method="cmc", **TINY_RUN, nce_k=16))
-    trainer = Trainer(cfg, data, project / "ck")
-    banks = {k: trainer.method.state_dict()[k].clone() for k in ("memory_l.bank", "memory_ab.bank")}
+    trainer = image_loop(cfg, data, project / "ck")
+    banks = {k: trainer.task.method.state_dict()[k].clone() for k in ("memory_l.bank", "memory_ab.bank")}
     trainer.fit()
     losses = [r["loss"] for r in trainer.history.rows]
     assert len(losses) == cfg.epochs and all(math.isfinite(v) for v in losses)
-    state = trainer.method.state_dict()
+    state = trainer.task.method.state_dict()
     for key, before in banks.items():
         assert state[key].shape == (64, 8)
         assert torch.allclose(state[key].norm(dim=1), torch.ones(64), atol=1e-5)
@@ -116,7 +116,7 @@ def test_trainer_updates_both_banks_and_extractor_concatenates_views(project) ->
     assert state["backbone.features.0.0.weight"].shape[1] == 1
     assert state["backbone_ab.features.0.0.weight"].shape[1] == 2
 
-    method = trainer.method.eval()
+    method = trainer.task.method.eval()
     extractor = method.feature_extractor()
     x = torch.randn(5, 3, 16, 16)
     feats = extractor(x)
@@ -130,7 +130,7 @@ def test_in_batch_option_has_no_banks_and_trains(project) -> None:
     data = tiny_dataset(project / "data")
     cfg = load_config(write_params(project, method="cmc", cmc_negatives="in_batch",
                                    **{**TINY_RUN, "epochs": 1}))
-    trainer = Trainer(cfg, data, project / "ck")
-    assert not any("memory" in k for k in trainer.method.state_dict())
+    trainer = image_loop(cfg, data, project / "ck")
+    assert not any("memory" in k for k in trainer.task.method.state_dict())
     trainer.fit()
     assert math.isfinite(trainer.history.rows[-1]["loss"])

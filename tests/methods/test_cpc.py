@@ -1,4 +1,4 @@
-"""CPC: InfoNCE (Eq. 4) by hand, the overlapping patch grid, the causal context network, a Trainer run."""
+"""CPC: InfoNCE (Eq. 4) by hand, the overlapping patch grid, the causal context network, a training-loop run."""
 
 import math
 
@@ -10,7 +10,7 @@ from selfsup.config import load_config
 from selfsup.errors import ConfigError
 from selfsup.methods import DataInfo, build_method
 from selfsup.methods.cpc import cpc_infonce, encode_patches, extract_patches, patch_grid
-from selfsup.train import Trainer
+from selfsup.train import image_loop
 
 
 def test_cpc_infonce_matches_hand_computed_case() -> None:
@@ -93,16 +93,16 @@ def test_trainer_smoke_run_updates_every_part_and_features_are_pooled_patches(pr
     data = tiny_dataset(project / "data")
     cfg = load_config(write_params(project, **{**TINY_RUN, "method": "cpc", "prediction_steps": 1,
                                                 "directions": 4, "color_drop": 0.5}))
-    trainer = Trainer(cfg, data, project / "ck")
-    before = {k: v.clone() for k, v in trainer.method.state_dict().items()}
+    trainer = image_loop(cfg, data, project / "ck")
+    before = {k: v.clone() for k, v in trainer.task.method.state_dict().items()}
     history = trainer.fit()
     assert trainer.step == 12 and all(math.isfinite(r["loss"]) for r in history.rows)
-    after = trainer.method.state_dict()
+    after = trainer.task.method.state_dict()
     for key in ("backbone.features.0.0.weight", "context.0.0.body.1.weight", "context.3.0.body.3.weight",
                 "predictors.0.0.weight", "predictors.3.0.weight"):
         assert key in after and not torch.equal(before[key], after[key]), key
 
-    method = trainer.method.eval()
+    method = trainer.task.method.eval()
     x = torch.randn(5, 3, 16, 16)
     with torch.no_grad():
         features = method.feature_extractor()(x)

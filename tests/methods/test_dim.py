@@ -1,4 +1,4 @@
-"""Deep InfoMax: the JSD / InfoNCE / DV estimators and prior matching by hand, a Trainer run."""
+"""Deep InfoMax: the JSD / InfoNCE / DV estimators and prior matching by hand, a training-loop run."""
 
 import math
 
@@ -18,7 +18,7 @@ from selfsup.methods.dim import (
     prior_discriminator_loss,
     prior_encoder_loss,
 )
-from selfsup.train import Trainer
+from selfsup.train import image_loop
 
 # scores[i, j, p] = T(local feature p of image i, Y of image j): 2 images, 2 positions.
 # Positives (i == j): T(0,0,:) = (1, 0), T(1,1,:) = (2, -1); negatives: T(1,0,:) = (0.5, -0.5),
@@ -117,17 +117,17 @@ def test_backbone_without_feature_map_and_no_mi_term_are_config_errors(project, 
 def test_trainer_smoke_run(project, estimator) -> None:
     data = tiny_dataset(project / "data")
     cfg = _tiny(project, estimator=estimator, alpha=0.5, beta=1.0, gamma=0.1)
-    trainer = Trainer(cfg, data, project / "ck")
-    before = {k: v.clone() for k, v in trainer.method.state_dict().items()}
+    trainer = image_loop(cfg, data, project / "ck")
+    before = {k: v.clone() for k, v in trainer.task.method.state_dict().items()}
     history = trainer.fit()
     assert trainer.step == 12 and all(math.isfinite(r["loss"]) for r in history.rows)
-    after = trainer.method.state_dict()
+    after = trainer.task.method.state_dict()
     for key in ("backbone.features.0.0.weight", "global_head.0.weight", "local_critic.body.0.weight",
                 "local_global_critic.shortcut.weight", "map_critic.body.3.weight", "discriminator.4.weight"):
         assert key in after and not torch.equal(before[key], after[key]), key
     assert after["map_critic.shortcut.weight"].shape == (16, 32 * 2 * 2)  # flattened 2x2 map of 8w=32 channels
 
-    method = trainer.method.eval()
+    method = trainer.task.method.eval()
     x = torch.randn(6, 3, 16, 16)
     with torch.no_grad():
         features = method.feature_extractor()(x)

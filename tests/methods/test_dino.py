@@ -9,10 +9,11 @@ import torch
 
 from conftest import TINY_RUN, tiny_dataset, write_params
 from selfsup.config import load_config
+from selfsup.loop import Loop
 from selfsup.methods import DataInfo, build_method
 from selfsup.methods.dino import clip_gradients_, dino_loss, teacher_temperature, update_center
 from selfsup.methods.momentum import cosine_momentum
-from selfsup.train import Trainer
+from selfsup.train import image_loop
 
 SMALL = {"views": {"size": 16, "multi_crop": {"n_small": 2, "size": 8}},
          "projector": {"layers": 3, "hidden_dim": 16, "out_dim": 8, "hidden_bn": False}, "out_dim": 12}
@@ -92,16 +93,16 @@ def test_clip_gradients_scales_each_parameter_separately() -> None:
     assert torch.equal(extra.grad, torch.tensor([0.6, 0.8]))
 
 
-def _trainer(project, **knobs) -> Trainer:  # noqa: ANN001
+def _trainer(project, **knobs) -> Loop:  # noqa: ANN001
     data = tiny_dataset(project / "data")
     cfg = load_config(write_params(project, method="dino", **{**TINY_RUN, **SMALL, **knobs}))
-    return Trainer(cfg, data, project / "ck")
+    return image_loop(cfg, data, project / "ck")
 
 
 def test_teacher_is_the_ema_of_the_student_and_last_layer_frozen_first_epoch(project) -> None:
     # 4 steps per epoch, 12 steps; freeze_last_layer 1 epoch; a low base momentum makes the EMA visible.
     trainer = _trainer(project, momentum=0.5, freeze_last_layer=1, clip_grad=0.0)
-    method = trainer.method
+    method = trainer.task.method
     v0 = method.head.last_layer.parametrizations.weight.original1.detach().clone()
     trainer.fit(until=4)
     assert torch.equal(method.head.last_layer.parametrizations.weight.original1, v0)  # frozen in epoch 0
@@ -109,7 +110,7 @@ def test_teacher_is_the_ema_of_the_student_and_last_layer_frozen_first_epoch(pro
                                                    *method.teacher_head.parameters()]]
     trainer.fit(until=5)  # step 4
     assert not torch.equal(method.head.last_layer.parametrizations.weight.original1, v0)
-    m = cosine_momentum(0.5, 4, trainer.total_steps)
+    m = cosine_momentum(0.5, 4, trainer.task.total_steps)
     assert 0.5 < m < 1
     student = [*method.backbone.parameters(), *method.head.parameters()]
     teacher = [*method.teacher_backbone.parameters(), *method.teacher_head.parameters()]
@@ -123,7 +124,7 @@ def test_teacher_is_the_ema_of_the_student_and_last_layer_frozen_first_epoch(pro
 def test_trainer_run_updates_centre_and_uses_the_teacher_for_features(project) -> None:
     trainer = _trainer(project, warmup_teacher_temp_epochs=2)
     trainer.fit()
-    method = trainer.method
+    method = trainer.task.method
     assert all(math.isfinite(r["loss"]) for r in trainer.history.rows) and len(trainer.history.rows) == 3
     state = method.state_dict()
     assert {"center", "steps_done", "teacher_backbone.features.0.0.weight"} <= set(state)
@@ -132,7 +133,7 @@ def test_trainer_run_updates_centre_and_uses_the_teacher_for_features(project) -
     with torch.no_grad():
         feats = method.feature_extractor().eval()(torch.randn(5, 3, 16, 16))
     assert feats.shape == (5, method.backbone.feature_dim)
-    fresh = build_method(trainer.cfg, trainer.info)
+    fresh = build_method(trainer.task.cfg, trainer.task.info)
     fresh.load_state_dict(state)
     assert torch.equal(fresh.center, state["center"]) and int(fresh.steps_done) == 12
 

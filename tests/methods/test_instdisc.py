@@ -1,5 +1,5 @@
 """Instance Discrimination (Wu et al. 2018): NCE (Eq. 3-7), full softmax (Eq. 2), proximal term
-(Eq. 8), the memory bank's momentum update, and the method under the real Trainer."""
+(Eq. 8), the memory bank's momentum update, and the method under the real training loop."""
 
 import math
 
@@ -12,7 +12,7 @@ from selfsup.config import load_config
 from selfsup.methods import DataInfo, build_method
 from selfsup.methods.instdisc import estimate_z, instance_softmax_loss, nce_loss, proximal_term
 from selfsup.methods.memory_bank import MemoryBank, momentum_update
-from selfsup.train import Trainer
+from selfsup.train import image_loop
 
 # A bank of n = 4 unit rows, two anchors f_1 = (1, 0) (image 0) and f_2 = (0.6, 0.8) (image 1).
 BANK = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
@@ -144,34 +144,34 @@ def test_forward_is_nce_plus_lambda_proximal_and_softmax_option(project) -> None
 def test_trainer_updates_the_bank_keeps_z_and_resumes_exactly(project) -> None:
     data = tiny_dataset(project / "data")
     cfg = load_config(write_params(project, method="instdisc", **TINY_RUN, nce_k=16))
-    full = Trainer(cfg, data, project / "ck_full")
-    initial_bank = full.method.memory.bank.clone()
+    full = image_loop(cfg, data, project / "ck_full")
+    initial_bank = full.task.method.memory.bank.clone()
     full.fit()
     losses = [r["loss"] for r in full.history.rows]
     assert len(losses) == cfg.epochs and all(math.isfinite(v) for v in losses)
-    bank = full.method.memory.bank
+    bank = full.task.method.memory.bank
     assert bank.shape == (64, 8)
     assert torch.allclose(bank.norm(dim=1), torch.ones(64), atol=1e-5)
     assert (bank - initial_bank).abs().sum(1).min() > 1e-3  # every image was visited and written
-    z = full.method.nce_z.item()
-    assert full.method.nce_z_ready and math.isfinite(z) and z > 0
+    z = full.task.method.nce_z.item()
+    assert full.task.method.nce_z_ready and math.isfinite(z) and z > 0
 
-    state = full.method.state_dict()
+    state = full.task.method.state_dict()
     assert {"memory.bank", "nce_z", "nce_z_ready"} <= set(state)
-    saved = load_checkpoint(project / "ck_full" / LAST)["model"]
+    saved = load_checkpoint(project / "ck_full" / LAST)["modules"]["model"]
     assert torch.equal(saved["memory.bank"], bank) and saved["nce_z"].item() == z
 
-    first = Trainer(cfg, data, project / "ck_split")
+    first = image_loop(cfg, data, project / "ck_split")
     first.fit(until=7)
-    second = Trainer(cfg, data, project / "ck_split")
+    second = image_loop(cfg, data, project / "ck_split")
     assert second.try_resume() and second.step == 5
-    assert second.method.nce_z.item() == z  # Z restored, not re-estimated from another batch
+    assert second.task.method.nce_z.item() == z  # Z restored, not re-estimated from another batch
     second.fit()
-    other = second.method.state_dict()
+    other = second.task.method.state_dict()
     assert all(torch.equal(state[k], other[k]) for k in state)
 
-    features = full.method.feature_extractor()(torch.randn(5, 3, 16, 16))
-    assert features.shape == (5, full.method.backbone.feature_dim)
+    features = full.task.method.feature_extractor()(torch.randn(5, 3, 16, 16))
+    assert features.shape == (5, full.task.method.backbone.feature_dim)
 
 
 @pytest.mark.parametrize("bad", [{"instdisc_loss": "nce_softmax"}, {"bank_momentum": 1.0}, {"nce_k": 0}])

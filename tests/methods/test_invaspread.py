@@ -1,5 +1,5 @@
 """Invariant and Spreading Instance Feature (Ye et al. 2019): the loss of Eq. (5) against a
-hand-computed case and a slow loop, its DDP decomposition, and the method under the real Trainer."""
+hand-computed case and a slow loop, its DDP decomposition, and the method under the real training loop."""
 
 import math
 
@@ -10,7 +10,7 @@ from conftest import TINY_RUN, tiny_dataset, write_params
 from selfsup.config import load_config
 from selfsup.methods import DataInfo, build_method
 from selfsup.methods.invaspread import invariance_spreading_loss
-from selfsup.train import Trainer
+from selfsup.train import image_loop
 
 
 def slow_invaspread(f: torch.Tensor, f_hat: torch.Tensor, tau: float) -> float:
@@ -84,13 +84,13 @@ def test_trainer_smoke_run_and_feature_extractor(project) -> None:
     data = tiny_dataset(project / "data")
     linear_head = {**TINY_RUN, "projector": {"layers": 1, "out_dim": 8}}
     cfg = load_config(write_params(project, method="invaspread", **linear_head))
-    trainer = Trainer(cfg, data, project / "ck")
-    before = {k: v.clone() for k, v in trainer.method.state_dict().items()}
+    trainer = image_loop(cfg, data, project / "ck")
+    before = {k: v.clone() for k, v in trainer.task.method.state_dict().items()}
     trainer.fit()
     losses = [r["loss"] for r in trainer.history.rows]
     assert len(losses) == cfg.epochs and all(math.isfinite(v) for v in losses)
     assert losses[-1] < losses[0]
-    after = trainer.method.state_dict()
+    after = trainer.task.method.state_dict()
     assert after.keys() == before.keys() and "projector.0.weight" in after
     assert not torch.equal(after["projector.0.weight"], before["projector.0.weight"])
 

@@ -1,5 +1,5 @@
 """MoCo v1/v2: InfoNCE (Eq. 1) and the FIFO queue by hand, Shuffling BN, the momentum update
-(Eq. 2), and training runs of the real Trainer."""
+(Eq. 2), and training runs of the real training loop."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from selfsup.config import load_config
 from selfsup.errors import ConfigError
 from selfsup.methods import DataInfo, build_method
 from selfsup.methods.moco import MoCo, MoCoV1, enqueue, moco_infonce, shuffle_bn_encode
-from selfsup.train import Trainer
+from selfsup.train import image_loop
 
 SMALL = {**TINY_RUN, "queue_size": 48, "shuffle_bn_splits": 4}
 
@@ -156,12 +156,12 @@ def test_queue_size_is_validated(project, caplog) -> None:
 def test_trainer_smoke_run_fills_the_queue_and_resumes_exactly(project, method) -> None:
     data = tiny_dataset(project / "data")
     cfg = load_config(write_params(project, method=method, **SMALL))
-    full = Trainer(cfg, data, project / "ck_full")
-    assert isinstance(full.method, MoCoV1 if method == "mocov1" else MoCo)
-    initial = full.method.queue.clone()
+    full = image_loop(cfg, data, project / "ck_full")
+    assert isinstance(full.task.method, MoCoV1 if method == "mocov1" else MoCo)
+    initial = full.task.method.queue.clone()
     full.fit()
     assert all(math.isfinite(r["loss"]) for r in full.history.rows)
-    m = full.method
+    m = full.task.method
     # 12 steps of 16 keys into a queue of 48: every row rewritten, pointer back at 12*16 mod 48 = 0.
     assert int(m.shuffle_step) == 12 and int(m.queue_ptr) == 0
     assert not torch.isclose(m.queue, initial).all(1).any()
@@ -174,12 +174,12 @@ def test_trainer_smoke_run_fills_the_queue_and_resumes_exactly(project, method) 
     assert {"queue", "queue_ptr", "shuffle_step"} <= state.keys()
     assert any(k.startswith("key_backbone.") for k in state) and any(k.startswith("key_projector.") for k in state)
 
-    first = Trainer(cfg, data, project / "ck_split")
+    first = image_loop(cfg, data, project / "ck_split")
     first.fit(until=7)
-    second = Trainer(cfg, data, project / "ck_split")
+    second = image_loop(cfg, data, project / "ck_split")
     assert second.try_resume() and second.step == 5
     second.fit()
-    a, b = full.method.state_dict(), second.method.state_dict()
+    a, b = full.task.method.state_dict(), second.task.method.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
     feats = m.feature_extractor().eval()(torch.randn(5, 3, 16, 16))

@@ -1,5 +1,5 @@
 """MoCo v3: the symmetrised contrastive loss of Algorithm 1 by hand, the cosine momentum update,
-the frozen patch projection, and a smoke run of the Trainer with a ViT."""
+the frozen patch projection, and a smoke run of the training loop with a ViT."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from conftest import TINY_RUN, tiny_dataset, write_params
 from selfsup.config import load_config
 from selfsup.methods import DataInfo, build_method
 from selfsup.methods.mocov3 import MoCoV3, mocov3_ctr, mocov3_loss
-from selfsup.train import Trainer
+from selfsup.train import image_loop
 
 VIT = {**TINY_RUN, "epochs": 1, "lr": 1e-3, "backbone": {"name": "vit_tiny", "patch_size": 4},
        "predictor_hidden_dim": 16, "optim": {"name": "adamw", "weight_decay": 0.1, "warmup_epochs": 0}}
@@ -100,8 +100,8 @@ def test_vit_gets_mocov3_init_and_conv_backbones_ignore_the_freeze_with_a_warnin
 def test_trainer_smoke_run_keeps_the_patch_projection_frozen(project) -> None:
     data = tiny_dataset(project / "data")
     cfg = load_config(write_params(project, method="mocov3", **VIT))
-    trainer = Trainer(cfg, data, project / "ck")
-    m = trainer.method
+    trainer = image_loop(cfg, data, project / "ck")
+    m = trainer.task.method
     before = {k: v.clone() for k, v in m.state_dict().items()}
     trainer.fit()
     assert trainer.step == 4 and all(math.isfinite(r["loss"]) for r in trainer.history.rows)

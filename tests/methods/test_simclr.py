@@ -10,7 +10,7 @@ from conftest import TINY_RUN, tiny_dataset, write_params
 from selfsup.config import load_config
 from selfsup.errors import ConfigError
 from selfsup.methods.simclr import margin_triplet, nt_logistic, nt_xent
-from selfsup.train import Trainer
+from selfsup.train import image_loop
 
 
 def slow_nt_xent(z1: torch.Tensor, z2: torch.Tensor, tau: float) -> float:
@@ -177,14 +177,14 @@ def test_trainer_runs_simclr_with_each_objective(project, objective: str) -> Non
     cfg = load_config(write_params(project, method="simclr", objective=objective, margin=0.8,
                                    **{**TINY_RUN, "epochs": 1}))
     assert (cfg.knobs.objective, cfg.knobs.margin) == (objective, 0.8)
-    trainer = Trainer(cfg, data, project / "ck")
-    before = {k: v.clone() for k, v in trainer.method.projector.state_dict().items()}
+    trainer = image_loop(cfg, data, project / "ck")
+    before = {k: v.clone() for k, v in trainer.task.method.projector.state_dict().items()}
     history = trainer.fit()
     assert math.isfinite(history.rows[-1]["loss"]) and history.rows[-1]["loss"] > 0
-    after = trainer.method.projector.state_dict()
+    after = trainer.task.method.projector.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
-    feats = trainer.method.feature_extractor()(torch.randn(3, 3, 16, 16))
-    assert feats.shape == (3, trainer.method.backbone.feature_dim)
+    feats = trainer.task.method.feature_extractor()(torch.randn(3, 3, 16, 16))
+    assert feats.shape == (3, trainer.task.method.backbone.feature_dim)
 
 
 def test_unknown_objective_is_refused(project) -> None:

@@ -14,7 +14,7 @@ from selfsup.config import Config, load_config
 from selfsup.errors import ConfigError
 from selfsup.methods import DataInfo, build_method
 from selfsup.methods.simclr import nt_xent
-from selfsup.train import Trainer
+from selfsup.train import image_loop
 
 HEAD = {"layers": 3, "hidden_dim": 24, "out_dim": 8, "hidden_bn": True, "last_bn": True}
 
@@ -106,11 +106,11 @@ def test_momentum_encoder_supplies_the_keys(project) -> None:
 
 def test_trainer_smoke_with_momentum_encoder(project) -> None:
     data = tiny_dataset(project / "data")
-    trainer = Trainer(_config(project, momentum_encoder=True, momentum=0.9), data, project / "ck")
-    method = trainer.method
+    trainer = image_loop(_config(project, momentum_encoder=True, momentum=0.9), data, project / "ck")
+    method = trainer.task.method
     trainer.fit(until=3)
     key_before = {k: v.clone() for k, v in method.key_backbone.state_dict().items()}
-    trainer.train_step(3)
+    trainer.task.train_step(3, trainer.opt)
     # one step of theta_k <- 0.9 theta_k + 0.1 theta_q (and buffers copied from the online network)
     for (name, t), q in zip(method.key_backbone.named_parameters(), method.backbone.parameters(), strict=True):
         assert torch.allclose(t, 0.9 * key_before[name] + 0.1 * q, atol=1e-6), name
@@ -121,7 +121,7 @@ def test_trainer_smoke_with_momentum_encoder(project) -> None:
     assert math.isfinite(history.rows[-1]["loss"])
     state = method.state_dict()
     assert any(k.startswith("key_backbone.") for k in state) and any(k.startswith("key_projector.") for k in state)
-    assert trainer.method.feature_extractor()(torch.randn(2, 3, 16, 16)).shape == (2, 24)
+    assert trainer.task.method.feature_extractor()(torch.randn(2, 3, 16, 16)).shape == (2, 24)
 
 
 def test_no_momentum_encoder_state_without_the_knob(project) -> None:

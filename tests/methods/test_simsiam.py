@@ -1,4 +1,4 @@
-"""SimSiam: Eq. (4) by hand, the stop-gradient, the heads, and a Trainer smoke run."""
+"""SimSiam: Eq. (4) by hand, the stop-gradient, the heads, and a training-loop smoke run."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from conftest import TINY_RUN, tiny_dataset, write_params
 from selfsup.config import Config, load_config
 from selfsup.methods import DataInfo, build_method
 from selfsup.methods.simsiam import simsiam_loss
-from selfsup.train import Trainer
+from selfsup.train import image_loop
 
 
 def _config(project: Path, **knobs: object) -> Config:
@@ -74,13 +74,13 @@ def test_heads_follow_the_paper(project: Path) -> None:
 
 def test_trainer_smoke_state_and_features(project: Path) -> None:
     data = tiny_dataset(project / "data")
-    trainer = Trainer(_config(project), data, project / "ck")
-    before = {k: v.clone() for k, v in trainer.method.state_dict().items()}
+    trainer = image_loop(_config(project), data, project / "ck")
+    before = {k: v.clone() for k, v in trainer.task.method.state_dict().items()}
     history = trainer.fit()
     assert all(math.isfinite(r["loss"]) and -1.0 <= r["loss"] <= 1.0 for r in history.rows)
-    state = trainer.method.state_dict()
+    state = trainer.task.method.state_dict()
     assert any(k.startswith("predictor.") for k in state)
     assert not torch.equal(before["predictor.0.weight"], state["predictor.0.weight"])
     assert not torch.equal(before["projector.0.weight"], state["projector.0.weight"])
-    feats = trainer.method.feature_extractor()(torch.randn(3, 3, 16, 16))
+    feats = trainer.task.method.feature_extractor()(torch.randn(3, 3, 16, 16))
     assert feats.shape == (3, 32)

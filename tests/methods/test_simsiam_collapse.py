@@ -20,7 +20,7 @@ from selfsup.config import DigitsBgConfig, load_config
 from selfsup.data.digits_bg import CLASSES, build_digits_bg
 from selfsup.data.prepare import channel_stats
 from selfsup.data.store import ImageSplit, save_dataset
-from selfsup.train import Trainer
+from selfsup.train import image_loop
 
 N_TRAIN = 384
 
@@ -58,10 +58,10 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_stop_gradient_decides_collapse(project: Path, digits: Path, stop_gradient: bool) -> None:
     cfg = load_config(write_params(project, stop_gradient=stop_gradient, **RUN))
     assert cfg.views.size == 16
-    trainer = Trainer(cfg, digits, project / "ck")
+    trainer = image_loop(cfg, digits, project / "ck")
     history = trainer.fit()
-    assert trainer.steps_per_epoch == N_TRAIN // 64 and len(history.rows) == 10
-    healthy = 1 / math.sqrt(trainer.embed_dim)
+    assert trainer.task.steps_per_epoch == N_TRAIN // 64 and len(history.rows) == 10
+    healthy = 1 / math.sqrt(trainer.task.embed_dim)
     final = history.rows[-1]["collapse_std"]
     if stop_gradient:
         assert final > 0.5 * healthy

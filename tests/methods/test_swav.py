@@ -11,7 +11,7 @@ from conftest import TINY_RUN, tiny_dataset, write_params
 from selfsup.config import load_config
 from selfsup.methods import DataInfo, build_method
 from selfsup.methods.swav import sinkhorn, swapped_prediction_loss
-from selfsup.train import Trainer
+from selfsup.train import image_loop
 
 MULTI_CROP = {"size": 16, "multi_crop": {"n_small": 2, "size": 8}}
 
@@ -160,25 +160,25 @@ def test_trainer_run_freezes_prototypes_fills_queue_and_saves_state(project) -> 
     cfg = load_config(write_params(project, method="swav", **{
         **TINY_RUN, "views": MULTI_CROP, "n_prototypes": 6, "freeze_prototypes_iters": 3,
         "queue_length": 32, "queue_start_epoch": 1}))
-    trainer = Trainer(cfg, data, project / "ck")
-    initial = F.normalize(trainer.method.prototypes.weight.detach().clone(), dim=1)
+    trainer = image_loop(cfg, data, project / "ck")
+    initial = F.normalize(trainer.task.method.prototypes.weight.detach().clone(), dim=1)
     trainer.fit(until=3)
-    assert torch.allclose(trainer.method.prototypes.weight, initial, atol=1e-6)  # frozen for steps 0-2
-    assert int(trainer.method.queue_filled) == 0
+    assert torch.allclose(trainer.task.method.prototypes.weight, initial, atol=1e-6)  # frozen for steps 0-2
+    assert int(trainer.task.method.queue_filled) == 0
     trainer.fit()
-    assert not torch.allclose(trainer.method.prototypes.weight, initial, atol=1e-3)
+    assert not torch.allclose(trainer.task.method.prototypes.weight, initial, atol=1e-3)
     assert all(math.isfinite(r["loss"]) for r in trainer.history.rows) and len(trainer.history.rows) == 3
-    state = trainer.method.state_dict()
+    state = trainer.task.method.state_dict()
     assert {"prototypes.weight", "queue", "queue_ptr", "queue_filled", "steps_done"} <= set(state)
     assert int(state["steps_done"]) == 12 and int(state["queue_filled"]) == 32 and int(state["queue_ptr"]) == 0
     assert torch.allclose(state["queue"].norm(dim=2), torch.ones(2, 32), atol=1e-5)  # unit projections
-    fresh = build_method(cfg, trainer.info)
+    fresh = build_method(cfg, trainer.task.info)
     fresh.load_state_dict(state)
     assert torch.equal(fresh.queue, state["queue"]) and int(fresh.steps_done) == 12
-    extractor = trainer.method.feature_extractor().eval()
+    extractor = trainer.task.method.feature_extractor().eval()
     with torch.no_grad():
         feats = extractor(torch.randn(5, 3, 16, 16))
-    assert feats.shape == (5, trainer.method.backbone.feature_dim)
+    assert feats.shape == (5, trainer.task.method.backbone.feature_dim)
 
 
 @pytest.mark.parametrize("iterations", [1, 3])

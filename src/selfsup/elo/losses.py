@@ -44,16 +44,18 @@ def binary_task_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
     return F.binary_cross_entropy_with_logits(logits, labels.to(logits))
 
 
-def info_nce(anchors: torch.Tensor, candidates: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
-    """InfoNCE of ``anchors`` (B, D) against ``candidates`` (B, D) of another modality, averaged.
+def info_nce(anchors: torch.Tensor, candidates: torch.Tensor, temperature: float = 0.1,
+             offset: int = 0) -> torch.Tensor:
+    """InfoNCE of ``anchors`` (B, D) against ``candidates`` (N, D) of another modality, averaged.
 
     Both are l2-normalised; with s_ij = a_i . c_j / temperature the loss of anchor i is
     -log(exp(s_ii) / sum_j exp(s_ij)): candidate i (the same clip, same time) is the positive,
-    the other clips are negatives. The multi-modal contrastive task of Sec. 3.1.
+    the other clips are negatives. The multi-modal contrastive task of Sec. 3.1. Under DDP the
+    candidates are every process's (N = world x B) and anchor i's positive is candidate ``offset + i``.
     """
     a = F.normalize(anchors, dim=1)
     c = F.normalize(candidates, dim=1)
-    target = torch.arange(len(a), device=a.device)
+    target = torch.arange(len(a), device=a.device) + offset
     return F.cross_entropy(a @ c.T / temperature, target)
 
 

@@ -27,7 +27,9 @@ as fixed, detached targets):
 ``forward(batch, generator)`` takes prepared, standardised inputs (see :mod:`selfsup.elo.inputs`):
 ``batch["rgb"]`` (B, 3, T, S, S), and ``"flow"`` (B, 2, T-1, S, S) / ``"audio"`` (B, 1, A*T, n_mels)
 where :attr:`EloModel.inputs` lists them. Labels of the temporal tasks are drawn from
-``generator``, in a fixed order.
+``generator``, in a fixed order. Under DDP every process draws the labels of the global batch from
+the same generator and keeps its own rows, and the contrastive task's candidates are every
+process's clips, so the update equals one process's on the global batch.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfsup import dist
 from selfsup.config import ELO_TASKS, Config
 from selfsup.elo.inputs import AUDIO_STEPS_PER_FRAME, grayscale
 from selfsup.elo.losses import binary_task_loss, distill_loss, info_nce, reconstruction_loss
@@ -166,6 +169,11 @@ class EloModel(nn.Module):
     def _partners(self, m: str) -> list[str]:
         return [p for p in self.encoders if p != m]
 
+    @staticmethod
+    def _mine(x: torch.Tensor, n: int) -> torch.Tensor:
+        """This process's ``n`` rows of labels drawn for the global batch (all of them in one process)."""
+        return x[dist.rank() * n : (dist.rank() + 1) * n]
+
     def _reconstruct(self, m: str, inputs: dict, full: _Full, g: torch.Generator | None) -> torch.Tensor:
         x = inputs[m]
         return reconstruction_loss(self.heads[f"{m}_reconstruct"](full(m).stages[-1], x.shape[2:]), x)
@@ -193,14 +201,14 @@ class EloModel(nn.Module):
 
     def _order(self, m: str, inputs: dict, full: _Full, g: torch.Generator | None) -> torch.Tensor:
         x, chunk = inputs[m], _chunk(m)
-        perms, labels = order_task(len(x), x.shape[2] // chunk, g)
+        perms, labels = (self._mine(v, len(x)) for v in order_task(len(x) * dist.world_size(), x.shape[2] // chunk, g))
         rows = labels == 0
         steps = self._mixed_steps(m, full, labels, apply_order(x[rows.to(x.device)], perms[rows], chunk))
         return binary_task_loss(self.heads[f"{m}_order"](steps), labels)
 
     def _reverse(self, m: str, inputs: dict, full: _Full, g: torch.Generator | None) -> torch.Tensor:
         x = inputs[m]
-        labels = reverse_task(len(x), g)
+        labels = self._mine(reverse_task(len(x) * dist.world_size(), g), len(x))
         rows = labels == 0
         backward = apply_reverse(x[rows.to(x.device)], labels[rows], negate=m == "flow")
         steps = self._mixed_steps(m, full, labels, backward)
@@ -208,14 +216,16 @@ class EloModel(nn.Module):
 
     def _contrastive(self, m: str, inputs: dict, full: _Full, g: torch.Generator | None) -> torch.Tensor:
         z = self.heads[f"{m}_contrastive"](full(m).embedding)
-        terms = [info_nce(z, full(p).embedding.detach(), self.elo.temperature) for p in self._partners(m)]
+        terms = [info_nce(z, dist.gather_detached(full(p).embedding), self.elo.temperature, dist.rank() * len(z))
+                 for p in self._partners(m)]
         return torch.stack(terms).mean()
 
     def _align(self, m: str, inputs: dict, full: _Full, g: torch.Generator | None) -> torch.Tensor:
         steps = full(m).steps
         terms = []
         for p in self._partners(m):
-            shifts, labels = shift_task(len(steps), steps.shape[1], g)
+            shifts, labels = (self._mine(v, len(steps))
+                              for v in shift_task(len(steps) * dist.world_size(), steps.shape[1], g))
             other = apply_shift(match_time(full(p).steps.detach(), steps.shape[1]), shifts)
             terms.append(binary_task_loss(self.heads[f"{m}_align"](torch.cat([steps, other], 2)), labels))
         return torch.stack(terms).mean()

@@ -10,7 +10,6 @@ next to the same RGB network randomly initialised, and reports the Zipf-KL of ea
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 from pathlib import Path
@@ -18,19 +17,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from selfsup.config import Config, config_from_dict, save_config
+from selfsup import dist
+from selfsup.config import Config, save_config
 from selfsup.data.video_store import VideoSplit, load_video_features
 from selfsup.elo.features import rgb_features
 from selfsup.elo.model import CHANNELS, EloModel
 from selfsup.elo.networks import VideoEncoder
-from selfsup.elo.train import train_elo
+from selfsup.elo.train import elo_loop
 from selfsup.errors import DataError
 from selfsup.eval.evaluate import probe
 from selfsup.eval.zipf import kl_divergence, ranked_masses, zipf_prior
 from selfsup.figures.curves import plot_history
-from selfsup.io import atomic_write, atomic_write_text, write_json
-from selfsup.tracking import Tracker
-from selfsup.train import History
+from selfsup.io import atomic_write_text, write_json
+from selfsup.model_file import load_model_file, save_model_file
 
 log = logging.getLogger(__name__)
 MODEL = "rgb.pt"
@@ -43,51 +42,38 @@ def _tags(cfg: Config, meta: dict, stage: str) -> dict[str, str]:
                                                                  for m in built if m != "rgb")).lower()}
 
 
-def _mlflow_run(checkpoint_dir: Path, cfg: Config, meta: dict, track: bool, tags: dict[str, str]) -> Tracker | None:
-    """The run of this training, reattached when an interrupted training resumes."""
-    if not track:
-        return None
-    path = Path(checkpoint_dir) / "mlflow.json"
-    if path.is_file():
-        tracker = Tracker.find(json.loads(path.read_text())["run_id"], "the checkpoint's run; a new run is started")
-        if tracker is not None:
-            return tracker
-    tracker = Tracker.start({**_tags(cfg, meta, "elo_pretrain"), **tags}, run_name=tags.get("run"),
-                            default_name=f"elo-{meta.get('dataset', 'video')}-{cfg.elo.epochs}ep")
-    tracker.log_params({k: v for k, v in cfg.flat().items() if k.split(".")[0] in ("seed", "elo", "video")})
-    write_json(path, {"run_id": tracker.run_id})
-    return tracker
-
-
 def elo_pretrain(cfg: Config, features_dir: Path, out_dir: Path, checkpoint_dir: Path, track: bool = True,
                  tags: dict[str, str] | None = None) -> dict:
     """Train on the train split's clips (no labels); write ``rgb.pt``, history, loss plot and metrics.
 
-    ``tags`` are added to the MLflow run's (e.g. ``figure`` for runs of the paper pipeline).
+    ``tags`` are added to the MLflow run's (e.g. ``figure`` for runs of the paper pipeline). Under
+    torchrun every process trains its rows of each batch and the main one writes the outputs.
     """
     splits, meta = load_video_features(features_dir)
     train = splits["train"]
-    out_dir, checkpoint_dir = Path(out_dir), Path(checkpoint_dir)
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    tracker = _mlflow_run(checkpoint_dir, cfg, meta, track, tags or {})
+    out_dir = Path(out_dir)
+    loop = elo_loop(cfg, train.frames, train.flow, train.logmel, checkpoint_dir=checkpoint_dir)
+    loop.try_resume()
+    params = {k: v for k, v in cfg.flat().items() if k.split(".")[0] in ("seed", "elo", "video", "train")}
+    tracker = loop.attach_run(track, {**_tags(cfg, meta, "elo_pretrain"), **(tags or {})},
+                              f"elo-{meta.get('dataset', 'video')}-{cfg.elo.epochs}ep", params)
     with tracker.failing_on_error() if tracker else contextlib.nullcontext():
-        result = train_elo(cfg, train.frames, train.flow, train.logmel, checkpoint_dir=checkpoint_dir)
-        last = result.history[-1]
+        history = loop.fit()
+        last = history.rows[-1]
         metrics = {"loss": last["loss"], "collapse_std": last.get("collapse_std", math.nan),
-                   "epochs": cfg.elo.epochs, "seconds": sum(r.get("seconds", 0.0) for r in result.history)}
-        state = {"config": cfg.to_dict(), "state": result.rgb.state_dict()}
-        atomic_write(out_dir / MODEL, lambda f: torch.save(state, f))
-        atomic_write_text(out_dir / "history.csv", History(result.history).to_csv())
-        plot_history(result.history, out_dir / "loss.png", f"ELo ({'+'.join(cfg.elo.weights.built())})")
-        write_json(out_dir / "metrics.json", metrics)
-        save_config(cfg, out_dir / "config.yaml")
-        write_json(out_dir / "run.json", {"run_id": tracker.run_id if tracker else "", "tracking": bool(tracker)})
-        if tracker:
-            for row in result.history:
-                tracker.log_metrics({f"train/{k}": v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
-            for name in ("config.yaml", "history.csv", "loss.png"):
-                tracker.log_artifact(out_dir / name)
-            tracker.finish()
+                   "epochs": cfg.elo.epochs, "seconds": loop.seconds}
+        if dist.is_main():
+            save_model_file(out_dir / MODEL, cfg, loop.task.model.rgb.state_dict())
+            atomic_write_text(out_dir / "history.csv", history.to_csv())
+            plot_history(history.rows, out_dir / "loss.png", f"ELo ({'+'.join(cfg.elo.weights.built())})")
+            write_json(out_dir / "metrics.json", metrics)
+            save_config(cfg, out_dir / "config.yaml")
+            write_json(out_dir / "run.json", {"run_id": loop.run_id or "", "tracking": bool(tracker)})
+            if tracker:
+                for name in ("config.yaml", "history.csv", "loss.png"):
+                    tracker.log_artifact(out_dir / name)
+                tracker.finish()
+    dist.shutdown()
     return metrics
 
 
@@ -97,12 +83,7 @@ def _encoder(cfg: Config) -> VideoEncoder:
 
 def load_rgb(model_path: Path, random_init: bool = False) -> tuple[VideoEncoder, Config]:
     """The trained RGB network and its config; with ``random_init`` its untrained initialisation."""
-    try:
-        state = torch.load(model_path, map_location="cpu", weights_only=True)
-        cfg = config_from_dict(state["config"])
-    except (OSError, RuntimeError, KeyError, EOFError) as exc:
-        raise DataError(f"{model_path} is not a model written by elo_pretrain ({exc}); "
-                        f"rerun it with `dvc repro elo_pretrain`") from exc
+    state, cfg = load_model_file(model_path, "elo_pretrain")
     if random_init:
         torch.manual_seed(cfg.seed)
         return EloModel(cfg).rgb.eval(), cfg

@@ -2,13 +2,15 @@
 
 All networks of :class:`~selfsup.elo.model.EloModel` train together on the weighted loss of Eq. 1
 with AdamW at a constant ``elo.lr``; only the RGB network is returned. No labels are read.
+:class:`EloTraining` is the :class:`~selfsup.loop.TrainingTask`; the generic
+:class:`~selfsup.loop.Loop` runs it, so ELo has the image methods' checkpoints, resume, NaN stop,
+logging, ``train.amp`` and torchrun (each process takes its rows of the global batch).
 
 Determinism and resume: the model is initialised from ``cfg.seed``; epoch e draws its data order,
-augmentation and task labels from one generator seeded with (seed, e); a checkpoint is written
-atomically after every epoch with the model, optimiser, history and RNG states. A later call with
-the same ``elo`` settings (``elo.epochs`` aside: it only says where to stop), seed and data shapes
-continues from it, so training 2 epochs and then resuming to 3 gives the weights of 3 epochs
-straight (bit for bit on CPU).
+augmentation and task labels from one generator seeded with (seed, e), whose state the checkpoint
+keeps. A later call with the same ``elo`` settings (``elo.epochs`` aside: it only says where to
+stop), seed, ``train`` settings and data shapes continues from it, so training 2 epochs and then
+resuming to 3 gives the weights of 3 epochs straight (bit for bit on CPU).
 
 Inputs: flow is standardised by its root mean square over the training clips (0 stays "no motion"),
 the log-mel by its mean and standard deviation; RGB is scaled to [-1, 1] only.
@@ -16,44 +18,33 @@ the log-mel by its mean and standard deviation; RGB is scaled to [-1, 1] only.
 
 from __future__ import annotations
 
-import logging
-import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from torch import nn
 
-from selfsup.checkpoint import (
-    LAST,
-    code_version,
-    fingerprint,
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
+from selfsup import dist
 from selfsup.config import Config
 from selfsup.elo.augment import jitter, random_crop
 from selfsup.elo.inputs import prepare_flow, prepare_frames, prepare_logmel
 from selfsup.elo.model import EloModel
 from selfsup.elo.networks import VideoEncoder
 from selfsup.elo.tasks import predict_split
-from selfsup.errors import ConfigError, DataError, TrainingError
+from selfsup.errors import ConfigError, DataError
+from selfsup.loop import Loop, Optimisation, StepOutput, TrainingTask, collapse_std, pick_device
 from selfsup.schema import to_dict
-from selfsup.train import collapse_std, pick_device
-
-log = logging.getLogger(__name__)
 
 COLLAPSE_CLIPS = 128  # clips whose RGB embeddings give the per-epoch collapse diagnostic
 
 
 @dataclass
 class EloResult:
-    """``rgb``: the trained RGB network (eval mode); ``history``: one dict per epoch (``loss``, each
-    ``<modality>/<task>`` loss, ``collapse_std``, ``seconds``); ``seconds``: training time of this call."""
+    """``rgb``: the trained RGB network (eval mode); ``history``: one dict per epoch (``epoch``, ``step``,
+    ``loss``, each ``<modality>/<task>`` loss, ``collapse_std``, ``lr``); ``seconds``: training time,
+    resumed parts included."""
 
     rgb: VideoEncoder
     history: list[dict[str, float]]
@@ -93,12 +84,6 @@ def _check_predict(model: EloModel, t: int) -> None:
             predict_split(t - 1 if m == "flow" else t, model.elo.predict_frames)
 
 
-def _fingerprint(cfg: Config, data: dict[str, torch.Tensor]) -> str:
-    elo = {k: v for k, v in to_dict(cfg.elo).items() if k != "epochs"}
-    return fingerprint({"elo": elo, "seed": cfg.seed, "data": {k: list(v.shape) for k, v in data.items()},
-                        "code": code_version()})
-
-
 def _augmented(batch: dict[str, torch.Tensor], cfg: Config, g: torch.Generator) -> dict[str, torch.Tensor]:
     rgb, flow = random_crop(batch["rgb"], batch.get("flow"), cfg.elo.crop_min, g)
     out = {**batch, "rgb": jitter(rgb, cfg.elo.brightness, g)}
@@ -107,84 +92,104 @@ def _augmented(batch: dict[str, torch.Tensor], cfg: Config, g: torch.Generator) 
     return out
 
 
-@torch.no_grad()
-def _collapse(model: EloModel, rgb: torch.Tensor, device: torch.device) -> float:
-    model.eval()
-    std = collapse_std(model.rgb(rgb[:COLLAPSE_CLIPS].to(device)).embedding).item()
-    model.train()
-    return std
+class EloTraining(TrainingTask):
+    """The ELo networks learning from unlabeled clips (see the module docstring)."""
+
+    def __init__(self, cfg: Config, frames: np.ndarray, flow: np.ndarray | None = None,
+                 logmel: np.ndarray | None = None) -> None:
+        elo = cfg.elo
+        self.cfg = cfg
+        self.name = "elo"
+        self.device = dist.init(pick_device(cfg.train.device))
+        self.world = dist.world_size()
+        if elo.batch_size % self.world:
+            raise ConfigError(f"elo.batch_size={elo.batch_size} must be divisible by the {self.world} processes")
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        torch.manual_seed(cfg.seed)
+        self.model = EloModel(cfg).to(self.device)
+        self.data = _prepare(self.model.inputs, frames, flow, logmel, elo.input_size)
+        n, t = frames.shape[:2]
+        _check_predict(self.model, t)
+        self.steps_per_epoch = n // elo.batch_size
+        if self.steps_per_epoch == 0:
+            raise ConfigError(f"elo.batch_size={elo.batch_size} is larger than the {n} training clips")
+        self.total_steps = elo.epochs * self.steps_per_epoch
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=elo.lr, weight_decay=elo.weight_decay)
+        # A network only distilled into RGB gets no gradient; DDP must be told some may be unused.
+        self.ddp = (nn.parallel.DistributedDataParallel(
+            self.model, device_ids=[self.device] if self.device.type == "cuda" else None,
+            find_unused_parameters=True) if dist.is_distributed() else self.model)
+        self.modules = {"model": self.model}
+        self.optimizers = {"optimizer": self.optimizer}
+        self.settings = {"elo": {k: v for k, v in to_dict(elo).items() if k != "epochs"}, "seed": cfg.seed,
+                         "train": to_dict(cfg.train), "data": {k: list(v.shape) for k, v in self.data.items()}}
+        self.nan_hint = f"lower elo.lr (now {elo.lr})"
+        self.embed_dim = elo.embed_dim
+        self.epoch = -1
+        self.generator = torch.Generator()
+        self.order = torch.zeros(0, dtype=torch.long)
+
+    def _start_epoch(self, epoch: int) -> None:
+        """Epoch ``epoch``'s generator (seeded with (seed, epoch)) and the clip order it draws first."""
+        self.generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
+        self.order = torch.randperm(len(self.data["rgb"]), generator=self.generator)
+        self.epoch = epoch
+
+    def train_step(self, step: int, opt: Optimisation) -> StepOutput:
+        epoch, i = divmod(step, self.steps_per_epoch)
+        if epoch != self.epoch:
+            self._start_epoch(epoch)
+        size = self.cfg.elo.batch_size
+        index = self.order[i * size : (i + 1) * size]
+        batch = _augmented({k: v[index] for k, v in self.data.items()}, self.cfg, self.generator)
+        local = size // self.world
+        rows = slice(dist.rank() * local, (dist.rank() + 1) * local)
+        with opt.autocast():
+            out = self.ddp({k: v[rows].to(self.device) for k, v in batch.items()}, self.generator)
+        opt.step(out["loss"], self.optimizer)
+        return StepOutput({k: v.detach() for k, v in out.items()})
+
+    def scheduled_values(self, step: int) -> dict[str, float]:
+        return {"lr": self.cfg.elo.lr}
+
+    @torch.no_grad()
+    def epoch_metrics(self) -> dict[str, float]:
+        """The collapse diagnostic of the RGB embeddings of the first clips, in evaluation mode."""
+        self.model.eval()
+        std = collapse_std(self.model.rgb(self.data["rgb"][:COLLAPSE_CLIPS].to(self.device)).embedding).item()
+        self.model.train()
+        return {"collapse_std": std}
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "generator": self.generator.get_state()}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self._start_epoch(int(state["epoch"]))
+        self.generator.set_state(state["generator"])
+
+
+def elo_loop(cfg: Config, frames: np.ndarray, flow: np.ndarray | None = None, logmel: np.ndarray | None = None,
+             checkpoint_dir: Path | None = None, progress: bool = True) -> Loop:
+    """The loop of one ELo training, ready to :meth:`~selfsup.loop.Loop.try_resume` and fit."""
+    task = EloTraining(cfg, frames, flow, logmel)
+    task.model.train()
+    opt = Optimisation(task.device, cfg.train.amp, cfg.train.amp_dtype, cfg.train.clip_grad_norm)
+    return Loop(task, checkpoint_dir, cfg.train.checkpoint_every, cfg.train.log_every, opt, progress)
 
 
 def train_elo(cfg: Config, frames: np.ndarray, flow: np.ndarray | None = None, logmel: np.ndarray | None = None,
               checkpoint_dir: Path | None = None, progress: bool = True) -> EloResult:
-    """Train the ELo networks on unlabeled clips and return the RGB one.
+    """Train the ELo networks on unlabeled clips and return the RGB one (no MLflow run).
 
     ``frames`` uint8 (N, T, H, W, 3); ``flow`` float (N, T-1, H, W, 2) in pixels/frame; ``logmel``
     (N, n_mels, n_steps). Flow and log-mel are only needed when a weight uses them. With
-    ``checkpoint_dir``, ``last.pt`` there is written after every epoch and resumed from when it
-    belongs to these settings. A non-finite loss raises :class:`TrainingError`.
+    ``checkpoint_dir``, ``last.pt`` there is written every ``train.checkpoint_every`` steps and at the
+    end, and resumed from when it belongs to these settings. A non-finite loss raises
+    :class:`TrainingError`.
     """
-    elo = cfg.elo
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    device = torch.device(pick_device(cfg.train.device))
-    torch.manual_seed(cfg.seed)
-    model = EloModel(cfg).to(device)
-    data = _prepare(model.inputs, frames, flow, logmel, elo.input_size)
-    n, t = frames.shape[:2]
-    _check_predict(model, t)
-    steps = n // elo.batch_size
-    if steps == 0:
-        raise ConfigError(f"elo.batch_size={elo.batch_size} is larger than the {n} training clips")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=elo.lr, weight_decay=elo.weight_decay)
-    key = _fingerprint(cfg, data)
-    history: list[dict[str, float]] = []
-    start = 0
-    path = None if checkpoint_dir is None else Path(checkpoint_dir) / LAST
-    if path is not None and path.is_file():
-        state = load_checkpoint(path, map_location=device)
-        if state.get("fingerprint") == key:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            set_rng_state(state["rng"])
-            history = list(state["history"])
-            start = int(state["epoch"])
-            log.info("resumed ELo training from %s at epoch %d/%d", path, start, elo.epochs)
-        else:
-            log.warning("checkpoint %s belongs to other ELo settings or data; starting from scratch", path)
-
-    model.train()
-    began = time.perf_counter()
-    bar = tqdm(total=elo.epochs * steps, initial=min(start, elo.epochs) * steps, desc="elo", disable=not progress,
-               dynamic_ncols=True, mininterval=1.0)
-    for epoch in range(start, elo.epochs):
-        epoch_began = time.perf_counter()
-        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-        perm = torch.randperm(n, generator=g)
-        sums: dict[str, float] = {}
-        for i in range(steps):
-            index = perm[i * elo.batch_size : (i + 1) * elo.batch_size]
-            batch = _augmented({k: v[index] for k, v in data.items()}, cfg, g)
-            out = model({k: v.to(device) for k, v in batch.items()}, g)
-            values = {k: v.item() for k, v in out.items()}
-            if not math.isfinite(values["loss"]):
-                bad = ", ".join(k for k, v in values.items() if not math.isfinite(v) and k != "loss")
-                raise TrainingError(f"the ELo loss became {values['loss']} at epoch {epoch + 1}, step {i + 1} "
-                                    f"(non-finite: {bad or 'the weighted sum'}); no checkpoint was written for it. "
-                                    f"Check the inputs for NaN/inf and lower elo.lr (now {elo.lr})")
-            optimizer.zero_grad(set_to_none=True)
-            out["loss"].backward()
-            optimizer.step()
-            for k, v in values.items():
-                sums[k] = sums.get(k, 0.0) + v
-            bar.update(1)
-            bar.set_postfix(loss=f"{values['loss']:.4f}")
-        seconds = time.perf_counter() - epoch_began
-        history.append({"epoch": epoch + 1, **{k: v / steps for k, v in sums.items()},
-                        "collapse_std": _collapse(model, data["rgb"], device), "seconds": seconds})
-        if path is not None:
-            save_checkpoint(path, {"fingerprint": key, "epoch": epoch + 1, "model": model.state_dict(),
-                                   "optimizer": optimizer.state_dict(), "rng": rng_state(), "history": history})
-    bar.close()
-    model.eval()
-    return EloResult(model.rgb, history, time.perf_counter() - began)
+    loop = elo_loop(cfg, frames, flow, logmel, checkpoint_dir, progress)
+    loop.try_resume()
+    history = loop.fit()
+    loop.task.model.eval()
+    return EloResult(loop.task.model.rgb, history.rows, loop.seconds)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from selfsup.augment.views import EvalTransform
-from selfsup.config import Config, config_from_dict
+from selfsup.config import Config
 from selfsup.data.store import load_meta, load_split
 from selfsup.errors import DataError
 from selfsup.eval.features import extract_features
@@ -23,6 +23,7 @@ from selfsup.eval.finetune import finetune_accuracy
 from selfsup.eval.knn import knn_accuracy
 from selfsup.eval.linear import linear_probe_accuracy
 from selfsup.methods import DataInfo, build_method
+from selfsup.model_file import load_model_file
 from selfsup.models.backbones import build_backbone
 
 log = logging.getLogger(__name__)
@@ -93,12 +94,7 @@ def load_model(model_path: Path, random_init: bool = False) -> tuple[torch.nn.Mo
     With ``random_init`` the same architecture is returned freshly initialised (the baseline that
     shows what pretraining added).
     """
-    try:
-        state = torch.load(model_path, map_location="cpu", weights_only=True)
-        cfg = config_from_dict(state["config"])
-    except (OSError, RuntimeError, KeyError, EOFError) as exc:
-        raise DataError(f"{model_path} is not a model written by the pretrain stage ({exc}); "
-                        f"rerun it with `dvc repro pretrain`") from exc
+    state, cfg = load_model_file(model_path, "pretrain")
     info = DataInfo(state["info"]["n_images"], tuple(state["info"]["mean"]), tuple(state["info"]["std"]))
     torch.manual_seed(cfg.seed + 1)
     method = build_method(cfg, info)

@@ -30,8 +30,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from selfsup.config import load_config, parse_overrides
 from selfsup.io import write_json
+from selfsup.params import load_config, parse_overrides
 from selfsup.train import Trainer
 
 

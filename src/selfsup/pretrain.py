@@ -18,10 +18,11 @@ from typing import Any
 import torch
 
 from selfsup import dist
-from selfsup.config import Config, save_config
+from selfsup.config import Config
 from selfsup.figures.curves import plot_history
 from selfsup.io import atomic_write, atomic_write_text, write_json
 from selfsup.methods import Method
+from selfsup.params import save_config
 from selfsup.tracking import Tracker
 from selfsup.train import Trainer
 

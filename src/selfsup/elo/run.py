@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from selfsup.config import Config, config_from_dict, save_config
+from selfsup.config import Config
 from selfsup.data.video_store import VideoSplit, load_video_features
 from selfsup.elo.features import rgb_features
 from selfsup.elo.model import CHANNELS, EloModel
@@ -29,6 +29,7 @@ from selfsup.eval.evaluate import probe
 from selfsup.eval.zipf import kl_divergence, ranked_masses, zipf_prior
 from selfsup.figures.curves import plot_history
 from selfsup.io import atomic_write, atomic_write_text, write_json
+from selfsup.params import config_from_dict, save_config
 from selfsup.tracking import Tracker
 from selfsup.train import History
 

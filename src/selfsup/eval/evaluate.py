@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from selfsup.augment.views import EvalTransform
-from selfsup.config import Config, config_from_dict
+from selfsup.config import Config
 from selfsup.data.store import load_meta, load_split
 from selfsup.errors import DataError
 from selfsup.eval.features import extract_features
@@ -24,6 +24,7 @@ from selfsup.eval.knn import knn_accuracy
 from selfsup.eval.linear import linear_probe_accuracy
 from selfsup.methods import DataInfo, build_method
 from selfsup.models.backbones import build_backbone
+from selfsup.params import config_from_dict
 
 log = logging.getLogger(__name__)
 

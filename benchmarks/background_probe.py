@@ -27,11 +27,11 @@ import torch
 
 import selfsup.data.digits_bg as digits_bg
 from selfsup.augment.views import EvalTransform
-from selfsup.config import load_config
 from selfsup.data.store import ImageSplit, load_meta, load_split
 from selfsup.eval.evaluate import load_model, probe
 from selfsup.eval.features import extract_features
 from selfsup.io import write_json
+from selfsup.params import load_config
 
 
 class _Recorder:

@@ -22,12 +22,13 @@ from pathlib import Path
 import torch
 
 from selfsup.augment.views import ViewGenerator
-from selfsup.config import Config, load_config
+from selfsup.config import Config
 from selfsup.data.prepare import prepare_images
 from selfsup.data.store import images_tensor, load_meta, pretraining_images
 from selfsup.io import write_json
 from selfsup.methods import DataInfo, build_method
 from selfsup.optim import build_optimizer
+from selfsup.params import load_config
 from selfsup.schedules import scaled_lr
 from selfsup.train import image_loop
 

@@ -29,9 +29,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from selfsup.config import load_config, parse_overrides
 from selfsup.io import write_json
 from selfsup.loop import Optimisation, collapse_std
+from selfsup.params import load_config, parse_overrides
 from selfsup.train import ImagePretraining
 
 

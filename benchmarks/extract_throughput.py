@@ -30,10 +30,10 @@ import cv2
 import numpy as np
 import torch
 
-from selfsup.config import load_config
 from selfsup.data.media import decode_audio, decode_frames, ffmpeg_exe
 from selfsup.data.video import load_video_index, prepare_video
 from selfsup.io import write_json
+from selfsup.params import load_config
 from selfsup.prep.audio import log_mel, mel_filterbank
 from selfsup.prep.extract import audio_seconds_of, single_threaded
 from selfsup.prep.flow import flow_function, optical_flow

@@ -37,8 +37,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def run_one(method: str, epochs: int, data: Path, result: Path, params: Path) -> None:
     """Pretrain and evaluate ``method`` in this process; write its row to ``result``."""
-    from selfsup.config import load_config, load_params_yaml
     from selfsup.eval.evaluate import evaluate
+    from selfsup.params import load_config, load_params_yaml
     from selfsup.pretrain import pretrain
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,7 +78,7 @@ def table(rows: list[dict]) -> str:
 
 def dataset_label(config: dict) -> str:
     """The dataset of a run's config, with every digits-bg setting that differs from its default."""
-    from selfsup.config import DigitsBgConfig
+    from selfsup.config.image import DigitsBgConfig
     from selfsup.schema import to_dict
 
     if config["dataset"] != "digits-bg":

@@ -274,7 +274,7 @@ def background_summary() -> str:
         values = [trained[k][key] for k in names]
         return f"{pct(min(values))} to {pct(max(values))}"
 
-    from selfsup.config import DigitsBgConfig
+    from selfsup.config.image import DigitsBgConfig
 
     crops = DigitsBgConfig().background_pool  # the probe's classes: the crops of the default digits-bg
     return (f"A random CNN already tells the background crops apart ({pct(random['bg_linear'])} linear, chance "

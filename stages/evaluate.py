@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 from selfsup.cli import run_stage, stage_parser
-from selfsup.config import Config, save_config
+from selfsup.config import Config
 from selfsup.eval.evaluate import evaluate, summary
 from selfsup.io import write_json
+from selfsup.params import save_config
 from selfsup.tracking import record_evaluation
 
 

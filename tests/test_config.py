@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from conftest import REPO, write_params
-from selfsup.config import knob_keys, load_config, parse_overrides
 from selfsup.errors import ConfigError
 from selfsup.methods import REGISTRY
+from selfsup.params import knob_keys, load_config, parse_overrides
 from selfsup.stage_config import stage_params
 
 

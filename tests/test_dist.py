@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from conftest import write_params
-from selfsup.config import load_config
 from selfsup.methods import DataInfo, build_method
+from selfsup.params import load_config
 
 pytestmark = pytest.mark.slow  # each test starts torchrun with two processes
 

@@ -186,7 +186,7 @@ def test_an_ignored_knob_reruns_nothing_and_a_changed_default_exactly_its_reader
         assert stages_run(ignored) == {"check_params"}
     finally:
         run(["git", "checkout", "--", "params.yaml"], repo)
-    config = repo / "src/selfsup/config.py"
+    config = repo / "src/selfsup/config/image.py"
     source = config.read_text()
     assert "crop_ratio: tuple[float, float] = knob((0.75, 4 / 3)" in source
     try:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from selfsup.config import OptimConfig
+from selfsup.config.image import OptimConfig
 from selfsup.optim import LARS, build_optimizer, param_groups
 from selfsup.schedules import scaled_lr, warmup_cosine, warmup_steps
 

@@ -11,9 +11,9 @@ import yaml
 
 from conftest import write_params
 from selfsup.cli import run_stage, stage_parser
-from selfsup.config import load_config
 from selfsup.errors import ConfigError
 from selfsup.io import atomic_write_text, check_writable
+from selfsup.params import load_config
 from selfsup.stage_config import STAGE_SECTIONS, load_stage_params, restrict, stage_params, write_stage_params
 
 REPO = Path(__file__).resolve().parents[1]

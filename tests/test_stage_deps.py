@@ -2,10 +2,12 @@
 
 For each stage, the `selfsup` modules its script imports (transitively, function-level imports
 included) must each lie under one of the stage's deps, so DVC reruns the stage when any of them
-changes. The configuration modules are the one exception: a stage run with `--config` reads its
-resolved params file, written by `check_params` (which depends on them and on everything they
-import, such as the methods' knob schemas), so a changed default reaches exactly the stages whose
-file it changes, and a changed method reruns no data stage.
+changes. The configuration modules are the one exception: the schema (`selfsup.config` and its
+image and video sections), the params layering (`selfsup.params`), `selfsup.schema` and
+`selfsup.stage_config`. A stage run with `--config` reads its resolved params file, written by
+`check_params` (which depends on them and on everything they import, such as the methods' knob
+schemas that `selfsup.params` imports), so a changed default reaches exactly the stages whose file
+it changes, and a changed method reruns no data stage.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from conftest import REPO
 from selfsup.stage_config import STAGE_SECTIONS
 
 SRC = REPO / "src"
-CONFIG_MODULES = ("src/selfsup/config.py", "src/selfsup/schema.py", "src/selfsup/stage_config.py")
+CONFIG_MODULES = (*sorted(str(p.relative_to(REPO)) for p in (SRC / "selfsup/config").glob("*.py")),
+                  "src/selfsup/params.py", "src/selfsup/schema.py", "src/selfsup/stage_config.py")
 
 
 def _module_file(name: str) -> Path | None:
@@ -121,5 +124,15 @@ def test_every_stage_but_check_params_reads_resolved_params(stages: list) -> Non
 def test_the_closure_follows_function_level_and_registry_imports() -> None:
     closure = import_closure(REPO / "stages/check_params.py")
     assert "src/selfsup/methods/barlow.py" in closure  # found by the registry's pkgutil discovery
-    assert "src/selfsup/config.py" in closure and "src/selfsup/io.py" in closure
+    assert {"src/selfsup/params.py", "src/selfsup/config/__init__.py", "src/selfsup/config/video.py",
+            "src/selfsup/io.py"} <= closure
     assert "src/selfsup/elo/model.py" not in closure
+    assert "src/selfsup/data/real.py" in import_closure(REPO / "stages/prepare_images.py")  # inside a function
+
+
+def test_a_stage_reading_resolved_params_reaches_the_methods_only_through_the_configuration() -> None:
+    """So a changed method reruns check_params and the stages that build a method, never a data stage."""
+    assert "src/selfsup/methods/__init__.py" in import_closure(REPO / "stages/segment.py")  # via selfsup.params
+    for data_stage in ("prepare_images", "segment", "backgrounds", "prepare_video", "extract"):
+        closure = import_closure(REPO / f"stages/{data_stage}.py", stop=CONFIG_MODULES)
+        assert not {f for f in closure if f.startswith(("src/selfsup/methods/", "src/selfsup/config/"))}, data_stage

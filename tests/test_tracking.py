@@ -273,7 +273,7 @@ def test_a_terminated_stage_marks_its_run_killed_and_keeps_its_checkpoint(projec
 
 
 def test_an_image_run_logs_its_knobs_but_not_the_video_sections() -> None:
-    from selfsup.config import load_config
+    from selfsup.params import load_config
     from selfsup.pretrain import image_params
 
     params = image_params(load_config(overrides={"method": "barlow", "lambda": 0.05}))

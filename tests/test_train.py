@@ -7,9 +7,9 @@ import torch
 
 from conftest import TINY_RUN, tiny_dataset, write_params
 from selfsup.checkpoint import LAST, load_checkpoint
-from selfsup.config import load_config
 from selfsup.errors import ConfigError, TrainingError
 from selfsup.loop import Loop
+from selfsup.params import load_config
 from selfsup.train import image_loop
 
 

@@ -18,11 +18,11 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from selfsup.config import parse_overrides
 from selfsup.config_view import render, sources
 from selfsup.dag_view import dag_table
 from selfsup.errors import SelfSupError
 from selfsup.experiments import experiments_table
+from selfsup.params import parse_overrides
 from selfsup.schema import param_key
 
 
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     except SelfSupError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    print(f"# method={cfg.method}, preset={cfg.preset}; each value's source: `default` (src/selfsup/config.py), "
+    print(f"# method={cfg.method}, preset={cfg.preset}; each value's source: `default` (src/selfsup/config/), "
           f"the method's paper defaults, the preset, params.yaml or -S", end="\n")
     print(render(cfg, values, source, changed_only=args.changed), end="")
     return 0

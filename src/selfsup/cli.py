@@ -9,9 +9,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from selfsup.config import Config, deep_merge, load_config, parse_overrides, read_overlay
+from selfsup.config import Config
 from selfsup.errors import ConfigError, SelfSupError
 from selfsup.io import check_writable
+from selfsup.params import deep_merge, load_config, parse_overrides, read_overlay
 from selfsup.stage_config import load_stage_params, restrict, stage_sections
 
 

@@ -12,7 +12,8 @@ from typing import Any
 
 import yaml
 
-from selfsup.config import Config, config_from_dict, load_config, resolve_layers
+from selfsup.config import Config
+from selfsup.params import config_from_dict, load_config, resolve_layers
 from selfsup.schema import flatten
 
 DEFAULT = "default"

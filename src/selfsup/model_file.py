@@ -13,9 +13,10 @@ from typing import Any
 
 import torch
 
-from selfsup.config import Config, config_from_dict
+from selfsup.config import Config
 from selfsup.errors import DataError
 from selfsup.io import atomic_write
+from selfsup.params import config_from_dict
 
 
 def save_model_file(path: Path, cfg: Config, state: dict[str, torch.Tensor], **extra: Any) -> None:

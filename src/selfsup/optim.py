@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from selfsup.config import OptimConfig
+from selfsup.config.image import OptimConfig
 
 
 class LARS(torch.optim.Optimizer):

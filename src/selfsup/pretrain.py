@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from selfsup import dist
-from selfsup.config import Config, save_config
+from selfsup.config import Config
 from selfsup.figures.curves import plot_history
 from selfsup.io import atomic_write_text, write_json
 from selfsup.methods import Method
 from selfsup.model_file import save_model_file
+from selfsup.params import save_config
 from selfsup.train import image_loop
 
 log = logging.getLogger(__name__)

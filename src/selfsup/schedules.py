@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from selfsup.config import OptimConfig
+from selfsup.config.image import OptimConfig
 
 
 def warmup_cosine(base: float, total_steps: int, warmup_steps: int = 0, final: float = 0.0,

@@ -21,9 +21,10 @@ from typing import Any, NoReturn
 
 import yaml
 
-from selfsup.config import Config, config_from_dict, deep_merge, load_params_yaml
+from selfsup.config import Config
 from selfsup.errors import ConfigError
 from selfsup.io import atomic_write_text
+from selfsup.params import config_from_dict, deep_merge, load_params_yaml
 from selfsup.schema import Omitted, param_key
 
 # The sections (top-level keys, or dotted sub-sections) each stage reads. ``knobs`` is the chosen

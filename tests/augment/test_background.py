@@ -13,9 +13,10 @@ import torch
 from conftest import TINY_RUN, write_params
 from selfsup.augment.background import BackgroundAugment, BackgroundBank, paste
 from selfsup.augment.views import ViewGenerator
-from selfsup.config import BackgroundConfig, BlurConfig, ColorJitterConfig, ViewsConfig, load_config
+from selfsup.config.image import BackgroundConfig, BlurConfig, ColorJitterConfig, ViewsConfig
 from selfsup.data.store import ImageSplit, save_dataset
 from selfsup.errors import ConfigError, DataError
+from selfsup.params import load_config
 from selfsup.prep.masks import build_backgrounds, segment
 from selfsup.train import image_loop
 

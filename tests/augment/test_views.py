@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from selfsup.augment.views import EvalTransform, ViewGenerator
-from selfsup.config import BlurConfig, ColorJitterConfig, MultiCropConfig, ViewsConfig
+from selfsup.config.image import BlurConfig, ColorJitterConfig, MultiCropConfig, ViewsConfig
 
 BACKENDS = ["batched", "per_sample"]
 MEAN = [0.4, 0.5, 0.6]

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from selfsup.config import DigitsBgConfig, config_from_dict
+from selfsup.config.image import DigitsBgConfig
 from selfsup.data.digits_bg import CLASSES, build_digits_bg
 from selfsup.data.prepare import channel_stats
 from selfsup.data.store import ImageSplit, load_meta, load_split, save_dataset
 from selfsup.errors import ConfigError, DataError
+from selfsup.params import config_from_dict
 
 N_SCANS = 1797  # sklearn's bundled 8x8 digit scans
 SMALL = DigitsBgConfig(train_per_scan=1, test_per_scan=1)

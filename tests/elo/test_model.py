@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from selfsup.config import ELO_TASKS, Config, EloWeightsConfig
+from selfsup.config import Config
+from selfsup.config.video import ELO_TASKS, EloWeightsConfig
 from selfsup.elo.losses import binary_task_loss
 from selfsup.elo.model import EloModel
 from selfsup.elo.tasks import apply_order, apply_reverse, order_task, reverse_task

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from selfsup.config import Config, EvalConfig, KnnConfig, LinearProbeConfig
+from selfsup.config import Config
+from selfsup.config.image import EvalConfig, KnnConfig, LinearProbeConfig
 from selfsup.eval.evaluate import probe
 from selfsup.eval.knn import knn_accuracy, knn_predict
 from selfsup.eval.linear import linear_probe_accuracy, train_linear_probe

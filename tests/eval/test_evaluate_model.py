@@ -6,9 +6,9 @@ import torch
 
 from conftest import TINY_RUN, tiny_dataset, write_params
 from selfsup.augment.views import EvalTransform
-from selfsup.config import load_config
 from selfsup.data.store import images_tensor, load_meta, load_split
 from selfsup.eval.evaluate import evaluate, load_model
+from selfsup.params import load_config
 from selfsup.pretrain import pretrain
 
 

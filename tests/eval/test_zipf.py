@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from selfsup.config import ZipfConfig
+from selfsup.config.video import ZipfConfig
 from selfsup.eval.zipf import cluster_masses, kl_divergence, zipf_kl, zipf_prior
 
 

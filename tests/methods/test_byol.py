@@ -10,9 +10,10 @@ import torch
 from torch import nn
 
 from conftest import TINY_RUN, tiny_dataset, write_params
-from selfsup.config import Config, load_config
+from selfsup.config import Config
 from selfsup.methods import DataInfo, build_method
 from selfsup.methods.byol import byol_loss
+from selfsup.params import load_config
 from selfsup.train import image_loop
 
 

@@ -9,10 +9,11 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from conftest import TINY_RUN, tiny_dataset, write_params
-from selfsup.config import BackboneConfig, load_config
+from selfsup.config.image import BackboneConfig
 from selfsup.methods import DataInfo, build_method
 from selfsup.methods.cmc import adapt_input_channels, cross_view_loss, in_batch_cross_view_loss, lab_views
 from selfsup.models.backbones import build_backbone
+from selfsup.params import load_config
 from selfsup.train import image_loop
 
 

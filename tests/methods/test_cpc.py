@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from conftest import TINY_RUN, tiny_dataset, write_params
-from selfsup.config import load_config
 from selfsup.errors import ConfigError
 from selfsup.methods import DataInfo, build_method
 from selfsup.methods.cpc import cpc_infonce, encode_patches, extract_patches, patch_grid
+from selfsup.params import load_config
 from selfsup.train import image_loop
 
 

@@ -7,7 +7,6 @@ import torch
 from torch import nn
 
 from conftest import TINY_RUN, tiny_dataset, write_params
-from selfsup.config import load_config
 from selfsup.errors import ConfigError
 from selfsup.methods import DataInfo, build_method
 from selfsup.methods.dim import (
@@ -18,6 +17,7 @@ from selfsup.methods.dim import (
     prior_discriminator_loss,
     prior_encoder_loss,
 )
+from selfsup.params import load_config
 from selfsup.train import image_loop
 
 # scores[i, j, p] = T(local feature p of image i, Y of image j): 2 images, 2 positions.

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from conftest import TINY_RUN, tiny_dataset, write_params
-from selfsup.config import load_config
 from selfsup.loop import Loop
 from selfsup.methods import DataInfo, build_method
 from selfsup.methods.dino import clip_gradients_, dino_loss, teacher_temperature, update_center
 from selfsup.methods.momentum import cosine_momentum
+from selfsup.params import load_config
 from selfsup.train import image_loop
 
 SMALL = {"views": {"size": 16, "multi_crop": {"n_small": 2, "size": 8}},

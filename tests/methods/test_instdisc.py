@@ -8,10 +8,10 @@ import torch
 
 from conftest import TINY_RUN, tiny_dataset, write_params
 from selfsup.checkpoint import LAST, load_checkpoint
-from selfsup.config import load_config
 from selfsup.methods import DataInfo, build_method
 from selfsup.methods.instdisc import estimate_z, instance_softmax_loss, nce_loss, proximal_term
 from selfsup.methods.memory_bank import MemoryBank, momentum_update
+from selfsup.params import load_config
 from selfsup.train import image_loop
 
 # A bank of n = 4 unit rows, two anchors f_1 = (1, 0) (image 0) and f_2 = (0.6, 0.8) (image 1).

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from conftest import TINY_RUN, tiny_dataset, write_params
-from selfsup.config import load_config
 from selfsup.methods import DataInfo, build_method
 from selfsup.methods.invaspread import invariance_spreading_loss
+from selfsup.params import load_config
 from selfsup.train import image_loop
 
 

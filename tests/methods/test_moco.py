@@ -12,10 +12,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import TINY_RUN, tiny_dataset, write_params
-from selfsup.config import load_config
 from selfsup.errors import ConfigError
 from selfsup.methods import DataInfo, build_method
 from selfsup.methods.moco import MoCo, MoCoV1, enqueue, moco_infonce, shuffle_bn_encode
+from selfsup.params import load_config
 from selfsup.train import image_loop
 
 SMALL = {**TINY_RUN, "queue_size": 48, "shuffle_bn_splits": 4}

@@ -9,9 +9,9 @@ import math
 import torch
 
 from conftest import TINY_RUN, tiny_dataset, write_params
-from selfsup.config import load_config
 from selfsup.methods import DataInfo, build_method
 from selfsup.methods.mocov3 import MoCoV3, mocov3_ctr, mocov3_loss
+from selfsup.params import load_config
 from selfsup.train import image_loop
 
 VIT = {**TINY_RUN, "epochs": 1, "lr": 1e-3, "backbone": {"name": "vit_tiny", "patch_size": 4},

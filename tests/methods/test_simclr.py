@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from conftest import TINY_RUN, tiny_dataset, write_params
-from selfsup.config import load_config
 from selfsup.errors import ConfigError
 from selfsup.methods.simclr import margin_triplet, nt_logistic, nt_xent
+from selfsup.params import load_config
 from selfsup.train import image_loop
 
 

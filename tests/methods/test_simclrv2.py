@@ -10,10 +10,11 @@ import torch
 from torch import nn
 
 from conftest import TINY_RUN, tiny_dataset, write_params
-from selfsup.config import Config, load_config
+from selfsup.config import Config
 from selfsup.errors import ConfigError
 from selfsup.methods import DataInfo, build_method
 from selfsup.methods.simclr import nt_xent
+from selfsup.params import load_config
 from selfsup.train import image_loop
 
 HEAD = {"layers": 3, "hidden_dim": 24, "out_dim": 8, "hidden_bn": True, "last_bn": True}

@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 
 from conftest import write_params
-from selfsup.config import DigitsBgConfig, load_config
+from selfsup.config.image import DigitsBgConfig
 from selfsup.data.digits_bg import CLASSES, build_digits_bg
 from selfsup.data.prepare import channel_stats
 from selfsup.data.store import ImageSplit, save_dataset
+from selfsup.params import load_config
 from selfsup.train import image_loop
 
 N_TRAIN = 384

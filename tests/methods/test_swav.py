@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from conftest import TINY_RUN, tiny_dataset, write_params
-from selfsup.config import load_config
 from selfsup.methods import DataInfo, build_method
 from selfsup.methods.swav import sinkhorn, swapped_prediction_loss
+from selfsup.params import load_config
 from selfsup.train import image_loop
 
 MULTI_CROP = {"size": 16, "multi_crop": {"n_small": 2, "size": 8}}

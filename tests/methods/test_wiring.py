@@ -26,7 +26,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import TINY_RUN, write_params
-from selfsup.config import load_config
 from selfsup.methods import DataInfo, Method, MethodOutput, build_method
 from selfsup.methods.barlow import barlow_twins
 from selfsup.methods.byol import byol_loss
@@ -41,6 +40,7 @@ from selfsup.methods.mocov3 import mocov3_loss
 from selfsup.methods.simclr import margin_triplet, nt_logistic, nt_xent
 from selfsup.methods.simsiam import simsiam_loss
 from selfsup.methods.swav import sinkhorn, swapped_prediction_loss
+from selfsup.params import load_config
 
 B = 8  # images per batch
 RNG_SEED = 11  # global RNG seed set before a forward that draws random numbers (noise indices, DIM's prior)

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from selfsup.config import BackboneConfig
+from selfsup.config.image import BackboneConfig
 from selfsup.errors import ConfigError
 from selfsup.models.backbones import build_backbone
 from selfsup.models.vit import DropPath, VisionTransformer, build_vit

@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from conftest import write_params
-from selfsup.config import SegmentConfig, load_config
+from selfsup.config.image import SegmentConfig
 from selfsup.data.store import ImageSplit, save_dataset
 from selfsup.errors import ConfigError, DataError
+from selfsup.params import load_config
 from selfsup.prep.backgrounds import inpaint_backgrounds
 from selfsup.prep.masks import build_backgrounds, segment
 from selfsup.prep.segment import (

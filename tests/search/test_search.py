@@ -19,8 +19,8 @@ import yaml
 from optuna.trial import TrialState
 
 from conftest import REPO, TINY_RUN, tiny_dataset, write_params
-from selfsup.config import load_config
 from selfsup.errors import ConfigError
+from selfsup.params import load_config
 from selfsup.search.space import parse_space
 from selfsup.search.study import JOURNAL, run_search, study_name
 from selfsup.stage_config import restrict

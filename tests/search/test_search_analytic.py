@@ -22,8 +22,9 @@ import yaml
 from optuna.trial import TrialState
 
 from conftest import write_params
-from selfsup.config import Config, load_config
+from selfsup.config import Config
 from selfsup.errors import TrainingError
+from selfsup.params import load_config
 from selfsup.search.objectives import TrialResult
 from selfsup.search.space import Dimension, parse_space
 from selfsup.search.study import HOST, JOURNAL, open_storage, run_search, study_name

@@ -16,11 +16,12 @@ import pytest
 from video_clips import SHIFT, drifting_texture, garbage, texture_clip, tone, truncate, zero_middle
 
 from conftest import REPO, write_params
-from selfsup.config import Config, load_config
+from selfsup.config import Config
 from selfsup.data.media import decode_frames, encode_clip
 from selfsup.data.video import load_video_index
 from selfsup.data.video_store import load_video_features
 from selfsup.errors import ConfigError, DataError
+from selfsup.params import load_config
 from selfsup.prep.audio import LOG_OFFSET, mel_centres
 from selfsup.prep.extract import extract
 from selfsup.schema import build

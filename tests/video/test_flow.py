@@ -1,4 +1,4 @@
-"""Optical flow of a texture moved by a known amount, and the uint8 flow storage."""
+"""Optical flow of a texture moved by a known amount."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from video_clips import drifting_texture
 
 from selfsup.errors import ConfigError
-from selfsup.prep.flow import dequantise_flow, flow_function, optical_flow, quantise_flow
+from selfsup.prep.flow import flow_function, optical_flow
 
 
 @pytest.mark.parametrize("method", ["farneback", "dis"])
@@ -26,17 +26,6 @@ def test_a_reused_flow_function_gives_the_same_flow() -> None:
     frames = drifting_texture(4, 32)
     reused = optical_flow(frames, "dis", flow_fn=flow_function("dis"))
     np.testing.assert_array_equal(reused, optical_flow(frames, "dis"))
-
-
-def test_quantised_flow_round_trips_within_one_step() -> None:
-    bound = 20.0
-    flow = np.random.default_rng(0).uniform(-30, 30, (3, 8, 8, 2)).astype(np.float32)
-    q = quantise_flow(flow, bound)
-    assert q.dtype == np.uint8 and q.shape == flow.shape
-    back = dequantise_flow(q, bound)
-    assert back.dtype == np.float32
-    assert np.abs(back - np.clip(flow, -bound, bound)).max() <= bound / 255 + 1e-5
-    assert quantise_flow(np.array([-bound, bound, -99.0, 99.0]), bound).tolist() == [0, 255, 0, 255]
 
 
 def test_tvl1_without_opencv_contrib_is_a_clear_config_error() -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from video_clips import dominant_frequency, garbage, texture_clip, tone, truncate, zero_middle
 
-from selfsup.config import SyntheticActionsConfig
+from selfsup.config.video import SyntheticActionsConfig
 from selfsup.data.media import decode_audio, decode_frames, decoder_errors, encode_clip, even_indices, last_ffmpeg_line
 from selfsup.data.synthetic_actions import write_synthetic_actions
 from selfsup.errors import DataError

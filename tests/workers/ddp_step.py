@@ -12,8 +12,8 @@ import torch.distributed as dist_
 from torch import nn
 
 from selfsup import dist
-from selfsup.config import load_config
 from selfsup.methods import DataInfo, build_method
+from selfsup.params import load_config
 
 
 def main(params: Path, out: Path) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from selfsup.config import BackgroundConfig
+from selfsup.config.image import BackgroundConfig
 from selfsup.errors import DataError
 
 

@@ -21,7 +21,7 @@ from torch import nn
 from torchvision.transforms import v2
 
 from selfsup.augment.background import BackgroundAugment
-from selfsup.config import ViewsConfig
+from selfsup.config.image import ViewsConfig
 
 
 def _blur_kernel(cfg: ViewsConfig, size: int) -> int:

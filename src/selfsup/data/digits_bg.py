@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits, load_sample_images
 
-from selfsup.config import DigitsBgConfig
+from selfsup.config.image import DigitsBgConfig
 from selfsup.data.store import ImageSplit
 
 CLASSES = [str(d) for d in range(10)]

@@ -25,7 +25,8 @@ import numpy as np
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from selfsup.config import Config, ImageFolderConfig
+from selfsup.config import Config
+from selfsup.config.image import ImageFolderConfig
 from selfsup.data.store import ImageSplit
 from selfsup.errors import ConfigError, DataError
 

@@ -53,7 +53,7 @@ import cv2
 import numpy as np
 from sklearn.datasets import load_digits, load_sample_images
 
-from selfsup.config import SyntheticActionsConfig
+from selfsup.config.video import SyntheticActionsConfig
 from selfsup.data.media import encode_clip
 
 CLASSES = ("translate_right", "translate_left", "translate_up", "translate_down",

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from selfsup.config import Config, VideoFolderConfig
+from selfsup.config import Config
+from selfsup.config.video import VideoFolderConfig
 from selfsup.data import synthetic_actions
 from selfsup.data.media import VIDEO_EXTENSIONS
 from selfsup.errors import DataError

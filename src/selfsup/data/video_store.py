@@ -11,7 +11,9 @@ One folder::
     labels_<split>.npy      int64 (N,)
     names_<split>.json      [name, ...] in the order of the arrays
 
-for the splits ``train`` and ``test``.
+for the splits ``train`` and ``test``. uint8 flow follows the two-stream practice of saving flow
+as 8-bit images: clipped to ``+-bound`` pixels per frame, mapped linearly to 0..255 and rounded
+(:func:`quantise_flow`), so the round-trip error is at most ``bound / 255``.
 """
 
 from __future__ import annotations
@@ -23,10 +25,20 @@ from pathlib import Path
 import numpy as np
 
 from selfsup.errors import DataError
-from selfsup.prep.flow import dequantise_flow
 
 SPLITS = ("train", "test")
 ARRAYS = ("frames", "flow", "logmel", "labels")
+
+
+def quantise_flow(flow: np.ndarray, bound: float) -> np.ndarray:
+    """uint8 flow: clipped to ``[-bound, bound]`` and mapped linearly onto 0..255 (rounded)."""
+    scaled = (np.clip(flow, -bound, bound) + bound) * (255.0 / (2.0 * bound))
+    return np.rint(scaled).astype(np.uint8)
+
+
+def dequantise_flow(q: np.ndarray, bound: float) -> np.ndarray:
+    """float32 pixels per frame from :func:`quantise_flow`'s uint8 codes."""
+    return (np.asarray(q, dtype=np.float32) * np.float32(2.0 * bound / 255.0) - np.float32(bound)).astype(np.float32)
 
 
 @dataclass

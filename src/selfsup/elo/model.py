@@ -41,7 +41,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup import dist
-from selfsup.config import ELO_TASKS, Config
+from selfsup.config import Config
+from selfsup.config.video import ELO_TASKS
 from selfsup.elo.inputs import AUDIO_STEPS_PER_FRAME, grayscale
 from selfsup.elo.losses import binary_task_loss, distill_loss, info_nce, reconstruction_loss
 from selfsup.elo.networks import (

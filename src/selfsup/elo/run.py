@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from selfsup import dist
-from selfsup.config import Config, save_config
+from selfsup.config import Config
 from selfsup.data.video_store import VideoSplit, load_video_features
 from selfsup.elo.features import rgb_features
 from selfsup.elo.model import CHANNELS, EloModel
@@ -30,6 +30,7 @@ from selfsup.eval.zipf import kl_divergence, ranked_masses, zipf_prior
 from selfsup.figures.curves import plot_history
 from selfsup.io import atomic_write_text, write_json
 from selfsup.model_file import load_model_file, save_model_file
+from selfsup.params import save_config
 
 log = logging.getLogger(__name__)
 MODEL = "rgb.pt"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from selfsup.config import LinearProbeConfig
+from selfsup.config.image import LinearProbeConfig
 from selfsup.schedules import warmup_cosine
 
 

@@ -32,7 +32,8 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from selfsup import dist
-from selfsup.config import Config, ProjectorConfig
+from selfsup.config import Config
+from selfsup.config.image import ProjectorConfig
 from selfsup.methods.base import DataInfo, Method, MethodOutput
 from selfsup.methods.momentum import cosine_momentum, ema_update_
 from selfsup.models.backbones import build_backbone

@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from selfsup import dist
-from selfsup.config import Config, ProjectorConfig
+from selfsup.config import Config
+from selfsup.config.image import ProjectorConfig
 from selfsup.methods.base import DataInfo, Method, MethodOutput
 from selfsup.methods.momentum import cosine_momentum, ema_update_, momentum_copy
 from selfsup.models.heads import mlp

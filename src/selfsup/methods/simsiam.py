@@ -28,7 +28,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from selfsup.config import Config, ProjectorConfig
+from selfsup.config import Config
+from selfsup.config.image import ProjectorConfig
 from selfsup.methods.base import DataInfo, Method, MethodOutput
 from selfsup.models.heads import mlp
 from selfsup.schema import knob

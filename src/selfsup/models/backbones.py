@@ -18,7 +18,7 @@ import torchvision
 from torch import nn
 from torch.nn.utils import parametrize
 
-from selfsup.config import BackboneConfig
+from selfsup.config.image import BackboneConfig
 from selfsup.errors import ConfigError
 
 

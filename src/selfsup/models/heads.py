@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from selfsup.config import ProjectorConfig
+from selfsup.config.image import ProjectorConfig
 
 
 def norm_1d(kind: str, dim: int) -> nn.Module:

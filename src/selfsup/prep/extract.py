@@ -6,8 +6,8 @@ For each clip of both splits of a prepared video folder (:mod:`selfsup.data.vide
    ``size x size`` (:func:`~selfsup.data.media.decode_frames`), and its first audio stream as
    mono float32 resampled to ``sample_rate`` (:func:`~selfsup.data.media.decode_audio`).
 2. OpenCV computes the optical flow between consecutive sampled frames
-   (:func:`~selfsup.prep.flow.optical_flow`), stored as uint8 (clipped to ``+-flow_bound``) or
-   float16.
+   (:func:`~selfsup.prep.flow.optical_flow`), stored as uint8 (clipped to ``+-flow_bound``,
+   :func:`~selfsup.data.video_store.quantise_flow`) or float16.
 3. The waveform is padded or cropped to the clip duration (``frames / fps`` of the prepared
    dataset, or ``audio_seconds`` where the dataset has no fixed duration: a video folder) and
    turned into a log-mel spectrogram (:func:`~selfsup.prep.audio.log_mel`). A clip without audio
@@ -45,10 +45,11 @@ from tqdm import tqdm
 from selfsup.config import Config
 from selfsup.data.media import decode_audio, decode_frames
 from selfsup.data.video import SPLITS, load_video_index
+from selfsup.data.video_store import quantise_flow
 from selfsup.errors import DataError
 from selfsup.io import replace_folder
 from selfsup.prep.audio import LOG_OFFSET, MEL_SCALE, log_mel, mel_filterbank, n_steps
-from selfsup.prep.flow import flow_function, optical_flow, quantise_flow
+from selfsup.prep.flow import flow_function, optical_flow
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Dense optical flow between consecutive frames (OpenCV), and its uint8 storage.
+"""Dense optical flow between consecutive frames (OpenCV).
 
 Methods (``video.extract.flow``):
 
@@ -11,11 +11,8 @@ Methods (``video.extract.flow``):
   (``cv2.optflow``), so it needs ``opencv-contrib-python`` in place of ``opencv-python-headless``.
 
 Flow is in pixels per frame, channel 0 the x (column) and channel 1 the y (row) displacement,
-such that ``frame[t](y, x) ~ frame[t+1](y + flow_y, x + flow_x)``.
-
-Storage follows the two-stream practice of saving flow as 8-bit images: clip to ``+-bound``
-pixels per frame, map linearly to 0..255 and round, so the round-trip error is at most
-``bound / 255``.
+such that ``frame[t](y, x) ~ frame[t+1](y + flow_y, x + flow_x)``. Its uint8 storage is in
+:mod:`selfsup.data.video_store`.
 """
 
 from __future__ import annotations
@@ -74,13 +71,3 @@ def optical_flow(frames: np.ndarray, method: str = "farneback", flow_fn: FlowFn 
     grey = [cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for f in frames]
     return np.stack([fn(a, b) for a, b in zip(grey[:-1], grey[1:], strict=True)]).astype(np.float32)
 
-
-def quantise_flow(flow: np.ndarray, bound: float) -> np.ndarray:
-    """uint8 flow: clipped to ``[-bound, bound]`` and mapped linearly onto 0..255 (rounded)."""
-    scaled = (np.clip(flow, -bound, bound) + bound) * (255.0 / (2.0 * bound))
-    return np.rint(scaled).astype(np.uint8)
-
-
-def dequantise_flow(q: np.ndarray, bound: float) -> np.ndarray:
-    """float32 pixels per frame from :func:`quantise_flow`'s uint8 codes."""
-    return (np.asarray(q, dtype=np.float32) * np.float32(2.0 * bound / 255.0) - np.float32(bound)).astype(np.float32)

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from selfsup.config import SegmentConfig
+from selfsup.config.image import SegmentConfig
 from selfsup.errors import ConfigError, DataError
 
 DEEPLAB_FILE = "deeplabv3_mobilenet_v3_large-fc3c493d.pth"

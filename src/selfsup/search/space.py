@@ -13,8 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from selfsup.config import Config, SearchConfig, config_from_dict, deep_merge
+from selfsup.config import Config
+from selfsup.config.video import SearchConfig
 from selfsup.errors import ConfigError
+from selfsup.params import config_from_dict, deep_merge
 from selfsup.stage_config import restrict
 
 

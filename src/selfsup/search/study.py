@@ -29,7 +29,8 @@ import optuna
 from filelock import FileLock
 from optuna.trial import TrialState
 
-from selfsup.config import Config, SearchConfig
+from selfsup.config import Config
+from selfsup.config.video import SearchConfig
 from selfsup.errors import ConfigError, TrainingError
 from selfsup.io import atomic_write_text, write_json
 from selfsup.search.space import Dimension, check_space, nested, parse_space, trial_config

@@ -76,7 +76,8 @@ def pretrain(cfg: Config, data_dir: Path, out_dir: Path, checkpoint_dir: Path, t
         if dist.is_main():
             save_model(model_dir / "model.pt", loop.task.method, cfg)
             atomic_write_text(out_dir / "history.csv", history.to_csv())
-            plot_history(history.rows, model_dir / "loss.png", f"{cfg.method} on {cfg.dataset}")
+            plot_history(history.rows, model_dir / "loss.png", f"{cfg.method} on {cfg.dataset}",
+                         list(loop.task.scheduled_values(0)))
             write_json(out_dir / "metrics.json", metrics)
             save_config(cfg, out_dir / "config.yaml")
             write_json(model_dir / "run.json", {"run_id": loop.run_id or "", "tracking": bool(tracker)})

@@ -32,7 +32,7 @@ def _batch(b: int = 4, t: int = 6, s: int = 8, mels: int = 8) -> dict[str, torch
 
 def _model(cfg: Config) -> EloModel:
     torch.manual_seed(0)
-    return EloModel(cfg)
+    return EloModel(cfg.elo)
 
 
 def _grads(module: torch.nn.Module) -> list[bool]:

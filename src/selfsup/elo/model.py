@@ -41,8 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup import dist
-from selfsup.config import Config
-from selfsup.config.video import ELO_TASKS
+from selfsup.config.video import ELO_TASKS, EloConfig
 from selfsup.elo.inputs import AUDIO_STEPS_PER_FRAME, grayscale
 from selfsup.elo.losses import binary_task_loss, distill_loss, info_nce, reconstruction_loss
 from selfsup.elo.networks import (
@@ -97,9 +96,8 @@ def match_maps(student: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tens
 class EloModel(nn.Module):
     """The modality networks, their task heads and the distillation projections of one ELo run."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, elo: EloConfig) -> None:
         super().__init__()
-        elo = cfg.elo
         self.elo = elo
         self.weights: dict[str, dict[str, float]] = {
             m: {t: w for t in ELO_TASKS if (w := getattr(getattr(elo.weights, m), t)) > 0}

@@ -66,7 +66,8 @@ def elo_pretrain(cfg: Config, features_dir: Path, out_dir: Path, checkpoint_dir:
         if dist.is_main():
             save_model_file(out_dir / MODEL, cfg, loop.task.model.rgb.state_dict())
             atomic_write_text(out_dir / "history.csv", history.to_csv())
-            plot_history(history.rows, out_dir / "loss.png", f"ELo ({'+'.join(cfg.elo.weights.built())})")
+            plot_history(history.rows, out_dir / "loss.png", f"ELo ({'+'.join(cfg.elo.weights.built())})",
+                          list(loop.task.scheduled_values(0)))
             write_json(out_dir / "metrics.json", metrics)
             save_config(cfg, out_dir / "config.yaml")
             write_json(out_dir / "run.json", {"run_id": loop.run_id or "", "tracking": bool(tracker)})
@@ -87,7 +88,7 @@ def load_rgb(model_path: Path, random_init: bool = False) -> tuple[VideoEncoder,
     state, cfg = load_model_file(model_path, "elo_pretrain")
     if random_init:
         torch.manual_seed(cfg.seed)
-        return EloModel(cfg).rgb.eval(), cfg
+        return EloModel(cfg.elo).rgb.eval(), cfg
     encoder = _encoder(cfg)
     encoder.load_state_dict(state["state"])
     return encoder.eval(), cfg

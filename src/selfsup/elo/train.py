@@ -107,7 +107,7 @@ class EloTraining(TrainingTask):
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         torch.manual_seed(cfg.seed)
-        self.model = EloModel(cfg).to(self.device)
+        self.model = EloModel(cfg.elo).to(self.device)
         self.data = _prepare(self.model.inputs, frames, flow, logmel, elo.input_size)
         n, t = frames.shape[:2]
         _check_predict(self.model, t)

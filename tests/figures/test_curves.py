@@ -8,8 +8,8 @@ import matplotlib.image
 
 from selfsup.figures.curves import plot_history
 
-ROWS = [{"epoch": e, "step": 10 * e, "loss": 5.0 - e, "collapse_std": 0.1, "lr": 0.3 / e, "ema_momentum": 0.99 + 0.002 * e,
-         "constant": 1.0} for e in range(1, 5)]
+ROWS = [{"epoch": e, "step": 10 * e, "loss": 5.0 - e, "collapse_std": 0.1, "lr": 0.3 / e,
+         "ema_momentum": 0.99 + 0.002 * e, "constant": 1.0} for e in range(1, 5)]
 
 
 def _width(path: Path) -> int:

@@ -11,7 +11,7 @@ from conftest import TINY_RUN, tiny_dataset, write_params
 from selfsup.config import load_config
 from selfsup.methods import DataInfo, build_method
 from selfsup.methods.dino import clip_gradients_, dino_loss, teacher_temperature, update_center
-from selfsup.methods.momentum import cosine_momentum
+from selfsup.schedules import cosine_momentum
 from selfsup.train import Trainer
 
 SMALL = {"views": {"size": 16, "multi_crop": {"n_small": 2, "size": 8}},
@@ -116,6 +116,9 @@ def test_teacher_is_the_ema_of_the_student_and_last_layer_frozen_first_epoch(pro
     for t, before, s in zip(teacher, teacher_before, student, strict=True):
         assert torch.allclose(t, m * before + (1 - m) * s.detach(), atol=1e-6)
     assert not torch.equal(teacher[0], student[0])
+    # parameters only, as the reference code: the teacher's BatchNorm statistics are its own
+    assert any(not torch.equal(t, s) for t, s in zip(method.teacher_backbone.buffers(), method.backbone.buffers(),
+                                                      strict=True) if t.is_floating_point())
     # norm_last_layer: the weight-norm g stays 1, so every output unit's weight row has norm 1.
     assert torch.allclose(method.head.last_layer.weight.norm(dim=1), torch.ones(12), atol=1e-5)
 

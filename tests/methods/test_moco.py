@@ -133,6 +133,8 @@ def test_momentum_update_is_m_target_plus_one_minus_m_online(project) -> None:
             p.add_(1.0)
         method.projector[-1].bias.fill_(1.0)
         method.key_projector[-1].bias.fill_(3.0)
+        for b in method.backbone.buffers():
+            b.add_(5)
     online = {k: v.clone() for k, v in method.backbone.state_dict().items()}
     target = {k: v.clone() for k, v in method.key_backbone.state_dict().items()}
     method.on_step_end(0, 10)
@@ -140,6 +142,9 @@ def test_momentum_update_is_m_target_plus_one_minus_m_online(project) -> None:
     assert method.key_projector[-1].bias.tolist() == [2.5] * 8
     for name, p in method.key_backbone.named_parameters():
         assert torch.allclose(p, 0.75 * target[name] + 0.25 * online[name], atol=1e-7), name
+    # parameters only, as the reference code: the key encoder keeps its own BatchNorm statistics
+    buffers = dict(method.key_backbone.named_buffers())
+    assert buffers and all(torch.equal(b, target[name]) for name, b in buffers.items())
 
 
 def test_queue_size_is_validated(project, caplog) -> None:

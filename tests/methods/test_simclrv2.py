@@ -111,12 +111,13 @@ def test_trainer_smoke_with_momentum_encoder(project) -> None:
     trainer.fit(until=3)
     key_before = {k: v.clone() for k, v in method.key_backbone.state_dict().items()}
     trainer.train_step(3)
-    # one step of theta_k <- 0.9 theta_k + 0.1 theta_q (and buffers copied from the online network)
+    # one step of theta_k <- 0.9 theta_k + 0.1 theta_q; the BatchNorm statistics stay the key encoder's own
     for (name, t), q in zip(method.key_backbone.named_parameters(), method.backbone.parameters(), strict=True):
         assert torch.allclose(t, 0.9 * key_before[name] + 0.1 * q, atol=1e-6), name
         assert not torch.equal(t, key_before[name])
-    for name, buf in method.key_backbone.named_buffers():
-        assert torch.equal(buf, dict(method.backbone.named_buffers())[name])
+    online = dict(method.backbone.named_buffers())
+    assert any(not torch.equal(buf, online[name]) for name, buf in method.key_backbone.named_buffers()
+               if buf.is_floating_point())
     history = trainer.fit()
     assert math.isfinite(history.rows[-1]["loss"])
     state = method.state_dict()

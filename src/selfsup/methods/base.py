@@ -7,10 +7,16 @@ ones when the method accepts multi-crop) and ``index`` holds the dataset indices
 images (memory banks use them). All state a method carries (memory banks, queues, prototypes,
 EMA teachers, centres) lives in parameters or persistent buffers, so it is saved in checkpoints
 and restored on resume with the rest of the ``state_dict``.
+
+Momentum (EMA) copies are one mechanism of the base: a method declares each copy once with
+:meth:`Method.momentum_copy` and gives its momentum schedule in :meth:`Method.ema_momentum`;
+after every optimiser step :meth:`Method.on_step_end` moves every copy towards its online network,
+theta_t <- m theta_t + (1 - m) theta_o (MoCo Eq. 2; BYOL Sec. 3.2; DINO Sec. 3.1).
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import torch
@@ -69,6 +75,8 @@ class Method(nn.Module):
         self.cfg = cfg
         self.knobs = cfg.knobs
         self.info = info
+        # (target, online, copy_buffers) of every momentum copy, in declaration order
+        self.momentum_pairs: list[tuple[nn.Module, nn.Module, bool]] = []
         self.backbone = self.build_backbone()
         self.register_buffer("data_mean", torch.tensor(info.mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("data_std", torch.tensor(info.std).view(1, -1, 1, 1), persistent=False)
@@ -98,4 +106,47 @@ class Method(nn.Module):
         """Hook between ``backward`` and the optimiser step (e.g. freezing prototypes' gradients)."""
 
     def on_step_end(self, step: int, total_steps: int) -> None:
-        """Hook after each optimiser step (momentum encoders, schedules of method state)."""
+        """Hook after each optimiser step: every momentum copy follows its online network with the
+        momentum of ``step``. Subclasses that add work (memory banks, step counters) call this too."""
+        if self.momentum_pairs:
+            self.ema_update_(self.ema_momentum(step, total_steps))
+
+    def momentum_copy(self, online: nn.Module, *, copy_buffers: bool, target: nn.Module | None = None) -> nn.Module:
+        """Declare a momentum (EMA) copy of ``online`` and return it, to be assigned to an attribute.
+
+        The copy is ``target`` loaded with ``online``'s weights (a network built differently, e.g.
+        without stochastic depth), or a deep copy of ``online``; it takes no gradient. After each
+        optimiser step its parameters move towards ``online``'s (:meth:`ema_update_`); with
+        ``copy_buffers`` its buffers (BatchNorm running statistics) are then copied from ``online``,
+        without they stay the ones its own forward passes compute. Each method states its choice,
+        from its reference code, in its docstring.
+        """
+        if target is None:
+            target = copy.deepcopy(online)
+        else:
+            target.load_state_dict(online.state_dict())
+        target.requires_grad_(False)
+        self.momentum_pairs.append((target, online, copy_buffers))
+        return target
+
+    def ema_momentum(self, step: int, total_steps: int) -> float:
+        """m applied after optimiser step ``step`` of ``total_steps``; a method with momentum copies
+        defines it (a constant, or a schedule from :mod:`selfsup.schedules`)."""
+        raise NotImplementedError(f"{type(self).__name__} declares momentum copies but no ema_momentum schedule")
+
+    @torch.no_grad()
+    def ema_update_(self, m: float) -> None:
+        """Every momentum copy's parameters to ``m * target + (1 - m) * online`` in one foreach lerp
+        (target + (1 - m) (online - target)), then the buffers of the copies declared with ``copy_buffers``."""
+        targets: list[torch.Tensor] = []
+        onlines: list[torch.Tensor] = []
+        buffers: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for target, online, copy_buffers in self.momentum_pairs:
+            for t, o in zip(target.parameters(), online.parameters(), strict=True):
+                targets.append(t)
+                onlines.append(o.detach())
+            if copy_buffers:
+                buffers += zip(target.buffers(), online.buffers(), strict=True)
+        torch._foreach_lerp_(targets, onlines, 1.0 - m)
+        if buffers:
+            torch._foreach_copy_([t for t, _ in buffers], [o for _, o in buffers])

@@ -169,6 +169,7 @@ class CMC(Method):
 
     def on_step_end(self, step: int, total_steps: int) -> None:
         """Write the batch's embeddings of each view into that view's memory bank."""
+        super().on_step_end(step, total_steps)
         if self._pending is None:
             return
         index, z_l, z_ab = self._pending

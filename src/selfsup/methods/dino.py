@@ -34,9 +34,9 @@ from torch.nn.utils.parametrizations import weight_norm
 from selfsup import dist
 from selfsup.config import Config, ProjectorConfig
 from selfsup.methods.base import DataInfo, Method, MethodOutput
-from selfsup.methods.momentum import cosine_momentum, ema_update_
 from selfsup.models.backbones import build_backbone
 from selfsup.models.heads import norm_1d
+from selfsup.schedules import cosine_momentum
 from selfsup.schema import knob
 
 
@@ -129,7 +129,12 @@ def clip_gradients_(module: nn.Module, max_norm: float) -> None:
 
 
 class DINO(Method):
-    """Student backbone + DINO head, EMA teacher, centring and sharpening of the teacher's output."""
+    """Student backbone + DINO head, EMA teacher, centring and sharpening of the teacher's output.
+
+    The teacher is an EMA of the student's parameters only; its BatchNorm statistics are its own
+    (facebookresearch/dino main_dino.py, "EMA update for the teacher": ``student.module.parameters()``
+    into ``teacher_without_ddp.parameters()``).
+    """
 
     name = "dino"
     multi_crop = True
@@ -152,12 +157,10 @@ class DINO(Method):
         k = self.knobs
         self.head = DINOHead(self.backbone.feature_dim, k.out_dim, cfg.projector, k.norm_last_layer)
         # The teacher is the same network without stochastic depth, started from the student's weights.
-        self.teacher_backbone = build_backbone(dataclasses.replace(cfg.backbone, drop_path=0.0), cfg.views.size)
-        self.teacher_head = DINOHead(self.backbone.feature_dim, k.out_dim, cfg.projector, k.norm_last_layer)
-        self.teacher_backbone.load_state_dict(self.backbone.state_dict())
-        self.teacher_head.load_state_dict(self.head.state_dict())
-        for p in [*self.teacher_backbone.parameters(), *self.teacher_head.parameters()]:
-            p.requires_grad_(False)
+        self.teacher_backbone = self.momentum_copy(self.backbone, copy_buffers=False, target=build_backbone(
+            dataclasses.replace(cfg.backbone, drop_path=0.0), cfg.views.size))
+        self.teacher_head = self.momentum_copy(self.head, copy_buffers=False, target=DINOHead(
+            self.backbone.feature_dim, k.out_dim, cfg.projector, k.norm_last_layer))
         self.steps_per_epoch = max(1, info.n_images // cfg.batch_size)
         self.register_buffer("center", torch.zeros(k.out_dim))
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
@@ -197,11 +200,12 @@ class DINO(Method):
             for p in self.head.last_layer.parameters():
                 p.grad = None
 
+    def ema_momentum(self, step: int, total_steps: int) -> float:
+        """lambda of the teacher EMA at this step: a cosine from ``momentum`` to 1 (Sec. 3.1)."""
+        return cosine_momentum(self.knobs.momentum, step, total_steps)
+
     def on_step_end(self, step: int, total_steps: int) -> None:
-        """Teacher EMA with the cosine momentum of this step (Sec. 3.1)."""
-        m = cosine_momentum(self.knobs.momentum, step, total_steps)
-        ema_update_(self.teacher_backbone, self.backbone, m)
-        ema_update_(self.teacher_head, self.head, m)
+        super().on_step_end(step, total_steps)
         self.steps_done.fill_(step + 1)
 
     def feature_extractor(self) -> nn.Module:

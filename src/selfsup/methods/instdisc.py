@@ -134,6 +134,7 @@ class InstDisc(Method):
 
     def on_step_end(self, step: int, total_steps: int) -> None:
         """Write the batch's features into the memory bank (after the step, so the loss saw the old rows)."""
+        super().on_step_end(step, total_steps)
         if self._pending is None:
             return
         index, f = self._pending

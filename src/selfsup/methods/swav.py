@@ -193,4 +193,5 @@ class SwAV(Method):
             self.prototypes.weight.grad = None
 
     def on_step_end(self, step: int, total_steps: int) -> None:
+        super().on_step_end(step, total_steps)
         self.steps_done.fill_(step + 1)

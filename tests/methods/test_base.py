@@ -71,6 +71,7 @@ def test_a_method_without_momentum_copies_has_no_ema(project: Path) -> None:
     method = Method(load_config(write_params(project, **TINY_RUN)), DataInfo(16))
     before = {k: v.clone() for k, v in method.state_dict().items()}
     method.on_step_end(0, 10)  # no momentum copies: ema_momentum is never asked for
+    assert method.scheduled_values(0, 10) == {}
     assert all(torch.equal(before[k], v) for k, v in method.state_dict().items())
     with pytest.raises(NotImplementedError, match="no ema_momentum schedule"):
         method.ema_momentum(0, 10)

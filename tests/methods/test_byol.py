@@ -78,6 +78,13 @@ def test_target_is_the_ema_with_the_cosine_momentum_of_the_step(project: Path) -
                if v.is_floating_point())
 
 
+def test_scheduled_momentum_rises_from_its_base_to_one(project: Path) -> None:
+    method = build_method(_config(project, momentum=0.9), DataInfo(64))
+    assert method.scheduled_values(0, 12) == {"ema_momentum": 0.9}
+    assert method.scheduled_values(12, 12) == {"ema_momentum": pytest.approx(1.0, abs=1e-12)}
+    assert method.scheduled_values(6, 12)["ema_momentum"] == pytest.approx(0.95, abs=1e-12)  # 1 - 0.1 (0 + 1) / 2
+
+
 def test_smoke_run_state_and_features(project: Path) -> None:
     data = tiny_dataset(project / "data")
     cfg = _config(project)

@@ -151,10 +151,23 @@ def test_forward_centre_and_teacher_temperature_follow_the_step(project) -> None
     with torch.no_grad():
         teacher = method.teacher_head(method.teacher_backbone(torch.cat(views[:2])))
     out = method(views, torch.arange(4))
-    assert out.scalars["teacher_temp"] == 0.04 and out.embedding.shape == (4, 8)
+    assert out.embedding.shape == (4, 8)
     assert torch.allclose(method.center, 0.5 * teacher.mean(0), atol=1e-6)
-    method.steps_done.fill_(2)  # epoch 1 of a 3-epoch warm-up: 0.04 + 0.03 / 2
-    assert math.isclose(method(views, torch.arange(4)).scalars["teacher_temp"], 0.055, rel_tol=1e-12)
+    # tau_t by step: epoch 0 of a 3-epoch warm-up 0.04, epoch 1 0.04 + 0.03 / 2, from epoch 2 on 0.07
+    temps = [method.scheduled_values(step, 12)["teacher_temp"] for step in range(7)]
+    assert temps == pytest.approx([0.04, 0.04, 0.055, 0.055, 0.07, 0.07, 0.07], rel=1e-12)
+    # with the teacher EMA's cosine momentum of the same step (0.996 at step 0, 1 at the last)
+    assert method.scheduled_values(0, 12) == {"ema_momentum": 0.996, "teacher_temp": 0.04}
+    assert method.scheduled_values(12, 12)["ema_momentum"] == pytest.approx(1.0, abs=1e-12)
+    # the forward uses tau_t of the step it is at (steps_done): a later epoch's tau_t changes the loss
+    method.steps_done.fill_(2)
+    center = method.center.clone()
+    with torch.no_grad():
+        student = method.head(torch.cat([method.backbone(torch.cat(views[:2])), method.backbone(torch.cat(views[2:]))]))
+        teacher = method.teacher_head(method.teacher_backbone(torch.cat(views[:2])))
+        loss = method(views, torch.arange(4)).losses["loss"]
+    expected = dino_loss(list(student.split(4)), list(teacher.split(4)), center, 0.1, 0.055)
+    assert math.isclose(loss.item(), expected.item(), rel_tol=1e-5)
 
 
 def test_vit_student_takes_small_crops(project) -> None:

@@ -128,6 +128,7 @@ def test_forward_computes_the_loss_on_the_old_queue_then_enqueues_the_keys(proje
 
 def test_momentum_update_is_m_target_plus_one_minus_m_online(project) -> None:
     method = _method(project, momentum=0.75)
+    assert method.scheduled_values(0, 10) == method.scheduled_values(9, 10) == {"ema_momentum": 0.75}  # constant
     with torch.no_grad():
         for p in method.backbone.parameters():
             p.add_(1.0)

@@ -129,3 +129,6 @@ def test_no_momentum_encoder_state_without_the_knob(project) -> None:
     method = build_method(_config(project), DataInfo(64))
     assert not any(k.startswith("key_") for k in method.state_dict())
     assert not hasattr(method, "key_backbone")
+    assert method.scheduled_values(0, 10) == {}  # nothing scheduled without the momentum encoder
+    keyed = build_method(_config(project, momentum_encoder=True, momentum=0.9), DataInfo(64))
+    assert keyed.scheduled_values(0, 10) == keyed.scheduled_values(9, 10) == {"ema_momentum": 0.9}

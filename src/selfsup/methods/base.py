@@ -17,7 +17,7 @@ theta_t <- m theta_t + (1 - m) theta_o (MoCo Eq. 2; BYOL Sec. 3.2; DINO Sec. 3.1
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -48,7 +48,6 @@ class MethodOutput:
 
     losses: dict[str, torch.Tensor]
     embedding: torch.Tensor
-    scalars: dict[str, float] = field(default_factory=dict)
 
 
 class Method(nn.Module):
@@ -110,6 +109,11 @@ class Method(nn.Module):
         momentum of ``step``. Subclasses that add work (memory banks, step counters) call this too."""
         if self.momentum_pairs:
             self.ema_update_(self.ema_momentum(step, total_steps))
+
+    def scheduled_values(self, step: int, total_steps: int) -> dict[str, float]:
+        """The method's scheduled scalars at optimiser step ``step`` of ``total_steps``, which the loop
+        logs: ``ema_momentum`` where the method has momentum copies; subclasses add their own."""
+        return {"ema_momentum": self.ema_momentum(step, total_steps)} if self.momentum_pairs else {}
 
     def momentum_copy(self, online: nn.Module, *, copy_buffers: bool, target: nn.Module | None = None) -> nn.Module:
         """Declare a momentum (EMA) copy of ``online`` and return it, to be assigned to an attribute.

@@ -165,13 +165,15 @@ class DINO(Method):
         self.register_buffer("center", torch.zeros(k.out_dim))
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
 
-    def epoch(self) -> int:
-        return int(self.steps_done) // self.steps_per_epoch
-
-    def current_teacher_temp(self) -> float:
-        """tau_t at the current epoch of the warm-up schedule."""
+    def teacher_temp(self, step: int) -> float:
+        """tau_t at optimiser step ``step``: the warm-up schedule at that step's epoch."""
         k = self.knobs
-        return teacher_temperature(self.epoch(), k.warmup_teacher_temp, k.teacher_temp, k.warmup_teacher_temp_epochs)
+        return teacher_temperature(step // self.steps_per_epoch, k.warmup_teacher_temp, k.teacher_temp,
+                                   k.warmup_teacher_temp_epochs)
+
+    def scheduled_values(self, step: int, total_steps: int) -> dict[str, float]:
+        """The teacher EMA's momentum and the teacher temperature tau_t at ``step``."""
+        return {**super().scheduled_values(step, total_steps), "teacher_temp": self.teacher_temp(step)}
 
     def forward(self, views: list[torch.Tensor], index: torch.Tensor) -> MethodOutput:
         k = self.knobs
@@ -186,10 +188,10 @@ class DINO(Method):
             student = self.head.last_layer(bottleneck)
             with torch.no_grad():
                 teacher = self.teacher_head.last_layer(teacher_bottleneck)
-        temp = self.current_teacher_temp()
+        temp = self.teacher_temp(int(self.steps_done))
         loss = dino_loss(list(student.split(n)), list(teacher.split(n)), self.center, k.student_temp, temp)
         self.center.copy_(update_center(self.center, teacher, k.center_momentum))
-        return MethodOutput({"loss": loss}, bottleneck[:n].detach(), {"teacher_temp": temp})
+        return MethodOutput({"loss": loss}, bottleneck[:n].detach())
 
     def on_after_backward(self, step: int, total_steps: int) -> None:
         """Clip the student's gradients, and drop the last layer's during the first epochs."""

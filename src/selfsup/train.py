@@ -202,7 +202,7 @@ class Trainer:
         index = self.batch_indices(step)
         views = self.views(self.images[index], self.device, index)
         if self.cfg.train.channels_last:
-            views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+            views = views.map(lambda v: v.contiguous(memory_format=torch.channels_last))
         autocast = (torch.autocast("cuda", dtype=self.amp_dtype) if self.amp else contextlib.nullcontext())
         with autocast:
             out = self.model(views, index.to(self.device))

@@ -11,7 +11,7 @@ from torch import nn
 
 from conftest import TINY_RUN, tiny_dataset, write_params
 from selfsup.config import Config, load_config
-from selfsup.methods import DataInfo, build_method
+from selfsup.methods import DataInfo, Views, build_method
 from selfsup.methods.byol import byol_loss
 from selfsup.train import Trainer
 
@@ -143,7 +143,7 @@ def test_bn_heads_follow_the_paper(project: Path) -> None:
 @pytest.mark.parametrize("norm", ["bn", "gn_ws", "none"])
 def test_loss_gradient_reaches_only_the_online_network(project: Path, norm: str) -> None:
     method = build_method(_config(project, norm=norm), DataInfo(64))
-    views = [torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16)]
+    views = Views([torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16)])
     method(views, torch.arange(4)).losses["loss"].backward()
     assert all(p.grad is not None for p in method.predictor.parameters())
     assert all(p.grad is not None for p in method.backbone.parameters())

@@ -9,7 +9,7 @@ import torch
 
 from conftest import TINY_RUN, tiny_dataset, write_params
 from selfsup.config import load_config
-from selfsup.methods import DataInfo, build_method
+from selfsup.methods import DataInfo, Views, build_method
 from selfsup.methods.dino import clip_gradients_, dino_loss, teacher_temperature, update_center
 from selfsup.schedules import cosine_momentum
 from selfsup.train import Trainer
@@ -146,10 +146,10 @@ def test_forward_centre_and_teacher_temperature_follow_the_step(project) -> None
     torch.manual_seed(0)
     method = build_method(cfg, DataInfo(n_images=32))  # batch 16: 2 steps per epoch
     g = torch.Generator().manual_seed(1)
-    views = [torch.randn(4, 3, 16, 16, generator=g) for _ in range(2)] + \
-            [torch.randn(4, 3, 8, 8, generator=g) for _ in range(2)]
+    views = Views([torch.randn(4, 3, 16, 16, generator=g) for _ in range(2)],
+                  [torch.randn(4, 3, 8, 8, generator=g) for _ in range(2)])
     with torch.no_grad():
-        teacher = method.teacher_head(method.teacher_backbone(torch.cat(views[:2])))
+        teacher = method.teacher_head(method.teacher_backbone(torch.cat(views.large)))
     out = method(views, torch.arange(4))
     assert out.embedding.shape == (4, 8)
     assert torch.allclose(method.center, 0.5 * teacher.mean(0), atol=1e-6)
@@ -163,8 +163,9 @@ def test_forward_centre_and_teacher_temperature_follow_the_step(project) -> None
     method.steps_done.fill_(2)
     center = method.center.clone()
     with torch.no_grad():
-        student = method.head(torch.cat([method.backbone(torch.cat(views[:2])), method.backbone(torch.cat(views[2:]))]))
-        teacher = method.teacher_head(method.teacher_backbone(torch.cat(views[:2])))
+        feats = [method.backbone(torch.cat(views.large)), method.backbone(torch.cat(views.small))]
+        student = method.head(torch.cat(feats))
+        teacher = method.teacher_head(method.teacher_backbone(torch.cat(views.large)))
         loss = method(views, torch.arange(4)).losses["loss"]
     expected = dino_loss(list(student.split(4)), list(teacher.split(4)), center, 0.1, 0.055)
     assert math.isclose(loss.item(), expected.item(), rel_tol=1e-5)
@@ -176,10 +177,10 @@ def test_vit_student_takes_small_crops(project) -> None:
     torch.manual_seed(0)
     method = build_method(cfg, DataInfo(n_images=16))
     g = torch.Generator().manual_seed(1)
-    views = [torch.randn(2, 3, 16, 16, generator=g) for _ in range(2)] + \
-            [torch.randn(2, 3, 8, 8, generator=g) for _ in range(2)]
+    views = Views([torch.randn(2, 3, 16, 16, generator=g) for _ in range(2)],
+                  [torch.randn(2, 3, 8, 8, generator=g) for _ in range(2)])
     loss = method(views, torch.arange(2)).losses["loss"]
     loss.backward()
     assert torch.isfinite(loss) and method.backbone.pos_embed.grad.abs().sum() > 0
     assert all(b.drop_path.p == 0.0 for b in method.teacher_backbone.blocks)
-    assert method.feature_extractor()(views[0]).shape == (2, 192)
+    assert method.feature_extractor()(views.large[0]).shape == (2, 192)

@@ -14,7 +14,7 @@ from torch import nn
 from conftest import TINY_RUN, tiny_dataset, write_params
 from selfsup.config import load_config
 from selfsup.errors import ConfigError
-from selfsup.methods import DataInfo, build_method
+from selfsup.methods import DataInfo, Views, build_method
 from selfsup.methods.moco import MoCo, MoCoV1, enqueue, moco_infonce, shuffle_bn_encode
 from selfsup.train import Trainer
 
@@ -112,11 +112,11 @@ def test_forward_computes_the_loss_on_the_old_queue_then_enqueues_the_keys(proje
     method = _method(project, backbone={"name": "small_cnn", "width": 4, "norm": "none"},
                      projector={"layers": 2, "hidden_dim": 16, "out_dim": 8, "hidden_bn": False})
     g = torch.Generator().manual_seed(2)
-    views = [torch.randn(16, 3, 16, 16, generator=g) for _ in range(2)]
+    views = Views([torch.randn(16, 3, 16, 16, generator=g) for _ in range(2)])
     old = method.queue.clone()
     out = method(views, torch.arange(16))
-    q = method.projector(method.backbone(views[0]))
-    k = F.normalize(method.key_projector(method.key_backbone(views[1])), dim=1)
+    q = method.projector(method.backbone(views.large[0]))
+    k = F.normalize(method.key_projector(method.key_backbone(views.large[1])), dim=1)
     assert math.isclose(out.losses["loss"].item(), moco_infonce(q, k, old, 0.2).item(), rel_tol=1e-5)
     assert torch.allclose(method.queue[:16], k, atol=1e-6)
     assert torch.equal(method.queue[16:], old[16:])

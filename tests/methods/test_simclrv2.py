@@ -12,7 +12,7 @@ from torch import nn
 from conftest import TINY_RUN, tiny_dataset, write_params
 from selfsup.config import Config, load_config
 from selfsup.errors import ConfigError
-from selfsup.methods import DataInfo, build_method
+from selfsup.methods import DataInfo, Views, build_method
 from selfsup.methods.simclr import nt_xent
 from selfsup.train import Trainer
 
@@ -87,17 +87,17 @@ def test_eval_from_layer_must_lie_inside_the_head(project) -> None:
 
 def test_momentum_encoder_supplies_the_keys(project) -> None:
     method = build_method(_config(project, momentum_encoder=True), DataInfo(64))
-    views = [torch.randn(6, 3, 16, 16), torch.randn(6, 3, 16, 16)]
+    views = Views([torch.randn(6, 3, 16, 16), torch.randn(6, 3, 16, 16)])
     # at the start the key encoder is an exact copy: the loss is plain NT-Xent on the online projections
     out = method(views, torch.arange(6))
-    z = method.projector(method.backbone(torch.cat(views)))
+    z = method.projector(method.backbone(torch.cat(views.large)))
     assert torch.allclose(out.losses["loss"], nt_xent(z, temperature=0.1), atol=1e-6)
     with torch.no_grad():
         for p in method.key_projector.parameters():
             p.add_(0.3 * torch.randn_like(p))
-        keys = method.key_projector(method.key_backbone(torch.cat(views)))
+        keys = method.key_projector(method.key_backbone(torch.cat(views.large)))
     out = method(views, torch.arange(6))
-    q = method.projector(method.backbone(torch.cat(views)))
+    q = method.projector(method.backbone(torch.cat(views.large)))
     assert math.isclose(out.losses["loss"].item(), slow_nt_xent_with_keys(q.detach(), keys, 0.1), rel_tol=1e-5)
     out.losses["loss"].backward()
     assert all(p.grad is None for p in method.key_projector.parameters())

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.config import Config
-from selfsup.methods.base import DataInfo, Method, MethodOutput
+from selfsup.methods.base import DataInfo, Method, MethodOutput, Views
 from selfsup.models.backbones import build_backbone
 from selfsup.models.heads import mlp
 from selfsup.schedules import cosine_momentum
@@ -91,9 +91,9 @@ class BYOL(Method):
             backbone = dataclasses.replace(backbone, norm="gn_ws")
         return build_backbone(backbone, self.cfg.views.size)
 
-    def forward(self, views: list[torch.Tensor], index: torch.Tensor) -> MethodOutput:
-        n = views[0].shape[0]
-        x = torch.cat(views[:2])
+    def forward(self, views: Views, index: torch.Tensor) -> MethodOutput:
+        n = views.large[0].shape[0]
+        x = torch.cat(views.large)
         z = self.projector(self.backbone(x))
         p = self.predictor(z)
         with torch.no_grad():

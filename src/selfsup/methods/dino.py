@@ -33,7 +33,7 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from selfsup import dist
 from selfsup.config import Config, ProjectorConfig
-from selfsup.methods.base import DataInfo, Method, MethodOutput
+from selfsup.methods.base import DataInfo, Method, MethodOutput, Views
 from selfsup.models.backbones import build_backbone
 from selfsup.models.heads import norm_1d
 from selfsup.schedules import cosine_momentum
@@ -175,15 +175,15 @@ class DINO(Method):
         """The teacher EMA's momentum and the teacher temperature tau_t at ``step``."""
         return {**super().scheduled_values(step, total_steps), "teacher_temp": self.teacher_temp(step)}
 
-    def forward(self, views: list[torch.Tensor], index: torch.Tensor) -> MethodOutput:
+    def forward(self, views: Views, index: torch.Tensor) -> MethodOutput:
         k = self.knobs
-        n = views[0].shape[0]
-        feats = [self.backbone(torch.cat(views[:2]))]
-        if len(views) > 2:
-            feats.append(self.backbone(torch.cat(views[2:])))
+        n = views.large[0].shape[0]
+        feats = [self.backbone(torch.cat(views.large))]
+        if views.small:
+            feats.append(self.backbone(torch.cat(views.small)))
         bottleneck = self.head.bottleneck(torch.cat(feats))
         with torch.no_grad():
-            teacher_bottleneck = self.teacher_head.bottleneck(self.teacher_backbone(torch.cat(views[:2])))
+            teacher_bottleneck = self.teacher_head.bottleneck(self.teacher_backbone(torch.cat(views.large)))
         with torch.autocast(bottleneck.device.type, enabled=False):  # float32 logits: tau_t = 0.04 sharpens them
             student = self.head.last_layer(bottleneck)
             with torch.no_grad():

@@ -40,7 +40,7 @@ from torch import nn
 from selfsup import dist
 from selfsup.config import Config
 from selfsup.errors import ConfigError
-from selfsup.methods.base import DataInfo, Method, MethodOutput
+from selfsup.methods.base import DataInfo, Method, MethodOutput, Views
 from selfsup.models.heads import mlp
 from selfsup.schema import knob
 
@@ -185,11 +185,12 @@ class MoCo(Method):
             return self.query_encoder()(x_q)
         return encode_per_group(self.query_encoder(), x_q.tensor_split(self.groups()))
 
-    def forward(self, views: list[torch.Tensor], index: torch.Tensor) -> MethodOutput:
-        views, hard = self.split_hard_negative(views)
-        q = self.queries(views[0])
-        k_all = self.keys(views[1])
-        b = views[0].shape[0]
+    def forward(self, views: Views, index: torch.Tensor) -> MethodOutput:
+        x_q, x_k = views.large
+        hard = views.hard_negative
+        q = self.queries(x_q)
+        k_all = self.keys(x_k)
+        b = x_q.shape[0]
         local = slice(dist.rank() * b, (dist.rank() + 1) * b)
         k = k_all[local]
         k_hard = self.keys(hard)[local] if hard is not None else None

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from selfsup import dist
 from selfsup.config import Config, ProjectorConfig
-from selfsup.methods.base import DataInfo, Method, MethodOutput
+from selfsup.methods.base import DataInfo, Method, MethodOutput, Views
 from selfsup.models.heads import mlp
 from selfsup.models.vit import VisionTransformer
 from selfsup.schedules import cosine_momentum
@@ -97,8 +97,8 @@ class MoCoV3(Method):
         self.key_backbone = self.momentum_copy(self.backbone, copy_buffers=False)
         self.key_projector = self.momentum_copy(self.projector, copy_buffers=False)
 
-    def forward(self, views: list[torch.Tensor], index: torch.Tensor) -> MethodOutput:
-        x1, x2 = views[:2]
+    def forward(self, views: Views, index: torch.Tensor) -> MethodOutput:
+        x1, x2 = views.large
         q1 = self.predictor(self.projector(self.backbone(x1)))
         q2 = self.predictor(self.projector(self.backbone(x2)))
         with torch.no_grad():

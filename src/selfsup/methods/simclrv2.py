@@ -36,7 +36,7 @@ from torch import nn
 from selfsup import dist
 from selfsup.config import Config
 from selfsup.errors import ConfigError
-from selfsup.methods.base import DataInfo, Method, MethodOutput
+from selfsup.methods.base import DataInfo, Method, MethodOutput, Views
 from selfsup.methods.simclr import nt_xent
 from selfsup.models.heads import mlp
 from selfsup.schema import knob
@@ -81,8 +81,8 @@ class SimCLRv2(Method):
             self.key_backbone = self.momentum_copy(self.backbone, copy_buffers=False)
             self.key_projector = self.momentum_copy(self.projector, copy_buffers=False)
 
-    def forward(self, views: list[torch.Tensor], index: torch.Tensor) -> MethodOutput:
-        x = torch.cat(views[:2])
+    def forward(self, views: Views, index: torch.Tensor) -> MethodOutput:
+        x = torch.cat(views.large)
         z = self.projector(self.backbone(x))
         if self.knobs.momentum_encoder:
             with torch.no_grad():
@@ -92,7 +92,7 @@ class SimCLRv2(Method):
         candidates = dist.gather_with_grad(keys)
         loss = nt_xent(z.float(), candidates.float(), offset=dist.rank() * z.shape[0],
                        temperature=self.knobs.temperature)
-        return MethodOutput({"loss": loss}, z[: views[0].shape[0]].detach())
+        return MethodOutput({"loss": loss}, z[: views.large[0].shape[0]].detach())
 
     def ema_momentum(self, step: int, total_steps: int) -> float:
         """m of the momentum encoder, constant (Sec. 3)."""

@@ -45,7 +45,7 @@ def bare_loop(cfg: Config, data_dir: Path, steps: int) -> float:
     start = time.perf_counter()
     for _ in range(steps):
         idx = torch.randint(len(images), (cfg.batch_size,))
-        v = [x.contiguous(memory_format=torch.channels_last) for x in views(images[idx], device)]
+        v = views(images[idx], device).map(lambda x: x.contiguous(memory_format=torch.channels_last))
         loss = model(v, idx).losses["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -77,8 +77,8 @@ def augmentation_rates(cfg: Config, data_dir: Path, repeats: int = 5) -> dict[st
             times.append(time.perf_counter() - t)
         rates[f"views_{backend}"] = len(batch) / statistics.median(times)
     model = build_method(cfg, DataInfo.from_meta(len(batch), meta)).to(memory_format=torch.channels_last)
-    views = [v.contiguous(memory_format=torch.channels_last)
-             for v in ViewGenerator(cfg.views, meta["mean"], meta["std"])(batch, torch.device("cpu"))]
+    views = ViewGenerator(cfg.views, meta["mean"], meta["std"])(batch, torch.device("cpu")).map(
+        lambda v: v.contiguous(memory_format=torch.channels_last))
     times = []
     for i in range(repeats + 1):
         t = time.perf_counter()

@@ -46,9 +46,9 @@ def teacher_targets(trainer: ImagePretraining, step: int) -> dict[str, float]:
     method = trainer.method
     index = trainer.batch_indices(step)
     views = trainer.views(trainer.images[index], trainer.device, index)
-    n = views[0].shape[0]
-    logits = method.teacher_head(method.teacher_backbone(torch.cat(views[:2]))).float() - method.center
-    p = F.softmax(logits / method.current_teacher_temp(), dim=-1)
+    n = views.large[0].shape[0]
+    logits = method.teacher_head(method.teacher_backbone(torch.cat(views.large))).float() - method.center
+    p = F.softmax(logits / method.teacher_temp(step), dim=-1)
     a, b = F.normalize(logits[:n], dim=-1), F.normalize(logits[n:], dim=-1)
     return {"H(P_t)": entropy(p).mean().item(), "H(mean P_t)": entropy(p.mean(dim=0)).item(),
             "same": (a * b).sum(-1).mean().item(), "other": (a * b.roll(1, dims=0)).sum(-1).mean().item()}

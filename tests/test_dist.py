@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import write_params
-from selfsup.methods import DataInfo, build_method
+from selfsup.methods import DataInfo, Views, build_method
 from selfsup.params import load_config
 
 pytestmark = pytest.mark.slow  # each test starts torchrun with two processes
@@ -23,9 +23,9 @@ NO_BN = {"backbone": {"name": "small_cnn", "width": 4, "norm": "none"},
          "projector": {"layers": 2, "hidden_dim": 16, "out_dim": 8, "hidden_bn": False}}
 
 
-def run_two_processes(project: Path, params: Path, views: list[torch.Tensor], index: torch.Tensor,
-                      n_images: int) -> dict:
-    torch.save({"views": views, "index": index, "n_images": n_images}, project / "views.pt")
+def run_two_processes(project: Path, params: Path, views: Views, index: torch.Tensor, n_images: int) -> dict:
+    torch.save({"large": views.large, "small": views.small, "index": index, "n_images": n_images},
+               project / "views.pt")
     torchrun = shutil.which("torchrun") or f"{sys.executable} -m torch.distributed.run"
     cmd = [*torchrun.split(), "--nproc_per_node=2", "--standalone",
            str(WORKERS / "ddp_step.py"), str(params), str(project / "ddp.pt")]
@@ -37,7 +37,7 @@ def run_two_processes(project: Path, params: Path, views: list[torch.Tensor], in
     return out
 
 
-def single_process_step(params: Path, views: list[torch.Tensor], index: torch.Tensor, n_images: int) -> dict:
+def single_process_step(params: Path, views: Views, index: torch.Tensor, n_images: int) -> dict:
     torch.manual_seed(0)
     method = build_method(load_config(params), DataInfo(n_images=n_images))
     loss = method(views, index).losses["loss"]
@@ -63,7 +63,7 @@ def test_two_process_step_equals_single_process(project, method) -> None:
     # memory bank rows of both ranks' images are written on every rank.
     params = write_params(project, method=method, **NO_BN, nce_k=16)
     g = torch.Generator().manual_seed(0)
-    views = [torch.randn(8, 3, 16, 16, generator=g) for _ in range(2)]  # 2 x B samples, B = 4 per rank
+    views = Views([torch.randn(8, 3, 16, 16, generator=g) for _ in range(2)])  # 2 x B samples, B = 4 per rank
     index = torch.arange(8)
     assert_same_step(run_two_processes(project, params, views, index, 8),
                      single_process_step(params, views, index, 8))
@@ -76,7 +76,7 @@ def test_moco_shuffle_bn_over_two_processes_equals_split_batch_bn_in_one(project
                           projector={"layers": 2, "hidden_dim": 16, "out_dim": 8, "hidden_bn": True},
                           batch_size=8, queue_size=32, shuffle_bn_splits=2)
     g = torch.Generator().manual_seed(1)
-    views = [torch.randn(8, 3, 16, 16, generator=g) for _ in range(2)]
+    views = Views([torch.randn(8, 3, 16, 16, generator=g) for _ in range(2)])
     index = torch.arange(8)
     ddp = run_two_processes(project, params, views, index, 64)
     single = single_process_step(params, views, index, 64)
@@ -89,8 +89,8 @@ def test_swav_sinkhorn_over_two_processes_equals_one_process(project) -> None:
     params = write_params(project, method="swav", **NO_BN, n_prototypes=6, queue_length=16, queue_start_epoch=0,
                           views={"size": 16, "multi_crop": {"n_small": 2, "size": 8}})
     g = torch.Generator().manual_seed(2)
-    views = ([torch.randn(8, 3, 16, 16, generator=g) for _ in range(2)]
-             + [torch.randn(8, 3, 8, 8, generator=g) for _ in range(2)])
+    views = Views([torch.randn(8, 3, 16, 16, generator=g) for _ in range(2)],
+                  [torch.randn(8, 3, 8, 8, generator=g) for _ in range(2)])
     index = torch.arange(8)
     assert_same_step(run_two_processes(project, params, views, index, 64),
                      single_process_step(params, views, index, 64))

@@ -1,4 +1,4 @@
-"""Learning-rate schedules, lr scaling, LARS steps worked out by hand, and parameter groups."""
+"""Learning-rate and momentum schedules, lr scaling, LARS steps worked out by hand, and parameter groups."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from torch import nn
 
 from selfsup.config.image import OptimConfig
 from selfsup.optim import LARS, build_optimizer, param_groups
-from selfsup.schedules import scaled_lr, warmup_cosine, warmup_steps
+from selfsup.schedules import cosine_momentum, scaled_lr, warmup_cosine, warmup_steps
 
 # -- schedules -------------------------------------------------------------------------------------
 
@@ -49,6 +49,17 @@ def test_step_schedule_drops_tenfold_at_each_fraction() -> None:
     expected = [0.0, 0.5, 1.0, 1.0, 1.0, 1.0, 0.1, 0.1, 0.01, 0.01]
     assert np.allclose(warmup_steps(1.0, 10, 2, (0.6, 0.8)), expected)
     assert np.allclose(warmup_steps(2.0, 4, 0, ()), [2.0] * 4)
+
+
+@pytest.mark.parametrize(("step", "expected"), [(0, 0.99), (50, 0.995), (100, 1.0)])
+def test_cosine_momentum_rises_from_base_to_one(step: int, expected: float) -> None:
+    # 1 - (1 - 0.99) * (cos(pi k / K) + 1) / 2 at k = 0, K/2, K.
+    assert math.isclose(cosine_momentum(0.99, step, 100), expected, abs_tol=1e-12)
+
+
+def test_cosine_momentum_without_steps_keeps_its_base() -> None:
+    assert cosine_momentum(0.9, 0, 0) == 0.9
+    assert math.isclose(cosine_momentum(0.5, 1, 2, final=0.7), 0.6, abs_tol=1e-12)  # halfway to ``final``
 
 
 def test_scaled_lr_rules() -> None:

@@ -108,3 +108,23 @@ def test_a_checkpoint_of_other_code_is_not_resumed(project, monkeypatch) -> None
     assert image_loop(cfg, data, project / "ck").try_resume()
     monkeypatch.setattr(selfsup.loop, "code_version", lambda: "other-code")
     assert not image_loop(cfg, data, project / "ck").try_resume()
+
+
+def test_the_history_carries_each_scheduled_value_of_the_run(project) -> None:
+    """lr from the schedule, the EMA momentum from BYOL's cosine and DINO's teacher temperature from its
+    warm-up, each at the epoch's last step, next to the loss and the collapse diagnostic."""
+    data = tiny_dataset(project / "data")
+    byol = image_loop(load_config(write_params(project, method="byol", **TINY_RUN)), data, project / "byol",
+                      progress=False)
+    rows = byol.fit().rows
+    assert list(rows[0]) == ["epoch", "step", "loss", "collapse_std", "lr", "ema_momentum"]
+    total = byol.task.total_steps
+    assert [r["lr"] for r in rows] == [float(byol.task.lr_schedule[r["step"] - 1]) for r in rows]
+    assert [r["ema_momentum"] for r in rows] == [byol.task.method.ema_momentum(r["step"] - 1, total) for r in rows]
+    assert rows[0]["ema_momentum"] < rows[-1]["ema_momentum"] <= 1.0
+
+    warmup = {"teacher_temp": 0.07, "warmup_teacher_temp_epochs": 2}
+    dino = image_loop(load_config(write_params(project, method="dino", **{**TINY_RUN, **STATEFUL["dino"], **warmup})),
+                      data, project / "dino", progress=False)
+    temps = [r["teacher_temp"] for r in dino.fit().rows]
+    assert temps == [0.04, 0.07, 0.07]  # warm-up over 2 epochs, then constant

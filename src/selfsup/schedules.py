@@ -24,6 +24,14 @@ def warmup_cosine(base: float, total_steps: int, warmup_steps: int = 0, final: f
     return np.concatenate([warm, cos])
 
 
+def cosine_momentum(base: float, step: int, total_steps: int, final: float = 1.0) -> float:
+    """BYOL's EMA momentum (Grill et al. 2020, Sec. 3.2), tau_k = 1 - (1 - tau_base) (cos(pi k / K) + 1) / 2:
+    ``base`` at step 0 rising to ``final`` at ``total_steps`` (K); ``base`` throughout when K <= 0."""
+    if total_steps <= 0:
+        return base
+    return final - (final - base) * (math.cos(math.pi * step / total_steps) + 1) / 2
+
+
 def scaled_lr(base: float, batch_size: int, rule: str) -> float:
     """The learning rate for ``batch_size`` from a base rate quoted for a batch of 256."""
     if rule == "linear":

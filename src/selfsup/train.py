@@ -112,7 +112,7 @@ class ImagePretraining(TrainingTask):
         index = self.batch_indices(step)
         views = self.views(self.images[index], self.device, index)
         if self.cfg.train.channels_last:
-            views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+            views = views.map(lambda v: v.contiguous(memory_format=torch.channels_last))
         with opt.autocast():
             out = self.model(views, index.to(self.device))
         opt.step(out.losses["loss"], self.optimizer,
@@ -121,7 +121,8 @@ class ImagePretraining(TrainingTask):
         return StepOutput({k: v.detach() for k, v in out.losses.items()}, out.embedding)
 
     def scheduled_values(self, step: int) -> dict[str, float]:
-        return {"lr": float(self.lr_schedule[step])}
+        """The learning rate and the method's own schedules (EMA momentum, teacher temperature) at ``step``."""
+        return {"lr": float(self.lr_schedule[step]), **self.method.scheduled_values(step, self.total_steps)}
 
 
 def image_loop(cfg: Config, data_dir: Path, checkpoint_dir: Path | None, backgrounds_dir: Path | None = None,

@@ -50,9 +50,10 @@ def test_masks_follow_crops_and_flips_exactly(backend: str) -> None:
     images, masks = square_batch(32)
     cfg = ViewsConfig(backend=backend, size=12, crop_scale=(0.3, 1.0), hflip=0.5, **NO_COLOUR)
     gen = ViewGenerator(cfg, MEAN, STD, n_views=2, background=BackgroundAugment(BackgroundConfig(), bank_of(masks)))
-    views, view_masks = gen(images, CPU, torch.arange(32), with_masks=True)
+    views = gen(images, CPU, torch.arange(32), with_masks=True)
+    assert len(views.masks.large) == 2 and views.masks.small == [] and views.masks.hard_negative is None
     flipped = 0
-    for view, mask in zip(views, view_masks, strict=True):
+    for view, mask in zip(views.large, views.masks.large, strict=True):
         assert mask.shape == (32, 1, 12, 12)
         grey = view * STD[0] + MEAN[0]  # every channel is the image of the square
         torch.testing.assert_close(grey, mask.expand_as(grey), atol=1e-5, rtol=0)
@@ -164,7 +165,8 @@ def test_training_with_every_background_augmentation(project: Path, tmp_path: Pa
     build_backgrounds(cfg, data, tmp_path / "masks", tmp_path / "bg", progress=False)
     trainer = image_loop(cfg, data, tmp_path / "ck", backgrounds_dir=tmp_path / "bg")
     views = trainer.task.views(trainer.task.images[:16], CPU, torch.arange(16))
-    assert len(views) == 3  # two views and the hard negative
+    assert len(views.large) == 2 and views.small == [] and views.masks is None
+    assert views.hard_negative.shape == views.large[0].shape  # BG_Swaps' hard negative
     history = trainer.fit()
     assert all(math.isfinite(r["loss"]) for r in history.rows)
 

@@ -10,7 +10,7 @@ from torch.nn.utils import parametrize
 
 from conftest import TINY_RUN, tiny_dataset, write_params
 from selfsup.config.image import BackboneConfig
-from selfsup.methods import DataInfo, build_method
+from selfsup.methods import DataInfo, Views, build_method
 from selfsup.methods.cmc import adapt_input_channels, cross_view_loss, in_batch_cross_view_loss, lab_views
 from selfsup.models.backbones import build_backbone
 from selfsup.params import load_config
@@ -85,7 +85,7 @@ def test_memory_bank_forward_is_the_sum_of_both_directions(project) -> None:
     method = build_method(cfg, DataInfo(n_images=20)).eval()
     x, index = torch.randn(4, 3, 16, 16), torch.tensor([2, 7, 0, 19])
     torch.manual_seed(1)
-    out = method([x], index)
+    out = method(Views([x]), index)
     torch.manual_seed(1)
     noise = method.memory_l.sample_for_batch(4, 6)
     lum, ab = lab_views(method.unnormalize(x))

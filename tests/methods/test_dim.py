@@ -8,7 +8,7 @@ from torch import nn
 
 from conftest import TINY_RUN, tiny_dataset, write_params
 from selfsup.errors import ConfigError
-from selfsup.methods import DataInfo, build_method
+from selfsup.methods import DataInfo, Views, build_method
 from selfsup.methods.dim import (
     dv_mi,
     infonce_mi,
@@ -131,7 +131,7 @@ def test_trainer_smoke_run(project, estimator) -> None:
     x = torch.randn(6, 3, 16, 16)
     with torch.no_grad():
         features = method.feature_extractor()(x)
-        out = method([x], torch.arange(6))
+        out = method(Views([x]), torch.arange(6))
     assert features.shape == (6, 32) and out.embedding.shape == (6, 8)
     assert set(out.losses) == {"loss", "mi_local", "mi_global", "prior_disc", "prior_enc"}
     expected = (-0.5 * out.losses["mi_global"] - out.losses["mi_local"]
@@ -149,7 +149,7 @@ def test_local_only_dim_builds_no_global_critic(project) -> None:
 def test_prior_terms_move_only_their_own_side(project) -> None:
     """D's loss reaches D but not the encoder; the encoder's loss reaches the encoder but not D."""
     method = build_method(_tiny(project, gamma=0.1), DataInfo(64))
-    out = method([torch.randn(4, 3, 16, 16)], torch.arange(4))
+    out = method(Views([torch.randn(4, 3, 16, 16)]), torch.arange(4))
     disc = list(method.discriminator.parameters())
     head = list(method.global_head.parameters())
     g_disc = torch.autograd.grad(out.losses["prior_disc"], disc + head, allow_unused=True, retain_graph=True)

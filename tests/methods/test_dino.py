@@ -9,10 +9,10 @@ import torch
 
 from conftest import TINY_RUN, tiny_dataset, write_params
 from selfsup.loop import Loop
-from selfsup.methods import DataInfo, build_method
+from selfsup.methods import DataInfo, Views, build_method
 from selfsup.methods.dino import clip_gradients_, dino_loss, teacher_temperature, update_center
-from selfsup.methods.momentum import cosine_momentum
 from selfsup.params import load_config
+from selfsup.schedules import cosine_momentum
 from selfsup.train import image_loop
 
 SMALL = {"views": {"size": 16, "multi_crop": {"n_small": 2, "size": 8}},
@@ -117,6 +117,9 @@ def test_teacher_is_the_ema_of_the_student_and_last_layer_frozen_first_epoch(pro
     for t, before, s in zip(teacher, teacher_before, student, strict=True):
         assert torch.allclose(t, m * before + (1 - m) * s.detach(), atol=1e-6)
     assert not torch.equal(teacher[0], student[0])
+    # parameters only, as the reference code: the teacher's BatchNorm statistics are its own
+    assert any(not torch.equal(t, s) for t, s in zip(method.teacher_backbone.buffers(), method.backbone.buffers(),
+                                                      strict=True) if t.is_floating_point())
     # norm_last_layer: the weight-norm g stays 1, so every output unit's weight row has norm 1.
     assert torch.allclose(method.head.last_layer.weight.norm(dim=1), torch.ones(12), atol=1e-5)
 
@@ -144,15 +147,29 @@ def test_forward_centre_and_teacher_temperature_follow_the_step(project) -> None
     torch.manual_seed(0)
     method = build_method(cfg, DataInfo(n_images=32))  # batch 16: 2 steps per epoch
     g = torch.Generator().manual_seed(1)
-    views = [torch.randn(4, 3, 16, 16, generator=g) for _ in range(2)] + \
-            [torch.randn(4, 3, 8, 8, generator=g) for _ in range(2)]
+    views = Views([torch.randn(4, 3, 16, 16, generator=g) for _ in range(2)],
+                  [torch.randn(4, 3, 8, 8, generator=g) for _ in range(2)])
     with torch.no_grad():
-        teacher = method.teacher_head(method.teacher_backbone(torch.cat(views[:2])))
+        teacher = method.teacher_head(method.teacher_backbone(torch.cat(views.large)))
     out = method(views, torch.arange(4))
-    assert out.scalars["teacher_temp"] == 0.04 and out.embedding.shape == (4, 8)
+    assert out.embedding.shape == (4, 8)
     assert torch.allclose(method.center, 0.5 * teacher.mean(0), atol=1e-6)
-    method.steps_done.fill_(2)  # epoch 1 of a 3-epoch warm-up: 0.04 + 0.03 / 2
-    assert math.isclose(method(views, torch.arange(4)).scalars["teacher_temp"], 0.055, rel_tol=1e-12)
+    # tau_t by step: epoch 0 of a 3-epoch warm-up 0.04, epoch 1 0.04 + 0.03 / 2, from epoch 2 on 0.07
+    temps = [method.scheduled_values(step, 12)["teacher_temp"] for step in range(7)]
+    assert temps == pytest.approx([0.04, 0.04, 0.055, 0.055, 0.07, 0.07, 0.07], rel=1e-12)
+    # with the teacher EMA's cosine momentum of the same step (0.996 at step 0, 1 at the last)
+    assert method.scheduled_values(0, 12) == {"ema_momentum": 0.996, "teacher_temp": 0.04}
+    assert method.scheduled_values(12, 12)["ema_momentum"] == pytest.approx(1.0, abs=1e-12)
+    # the forward uses tau_t of the step it is at (steps_done): a later epoch's tau_t changes the loss
+    method.steps_done.fill_(2)
+    center = method.center.clone()
+    with torch.no_grad():
+        feats = [method.backbone(torch.cat(views.large)), method.backbone(torch.cat(views.small))]
+        student = method.head(torch.cat(feats))
+        teacher = method.teacher_head(method.teacher_backbone(torch.cat(views.large)))
+        loss = method(views, torch.arange(4)).losses["loss"]
+    expected = dino_loss(list(student.split(4)), list(teacher.split(4)), center, 0.1, 0.055)
+    assert math.isclose(loss.item(), expected.item(), rel_tol=1e-5)
 
 
 def test_vit_student_takes_small_crops(project) -> None:
@@ -161,10 +178,10 @@ def test_vit_student_takes_small_crops(project) -> None:
     torch.manual_seed(0)
     method = build_method(cfg, DataInfo(n_images=16))
     g = torch.Generator().manual_seed(1)
-    views = [torch.randn(2, 3, 16, 16, generator=g) for _ in range(2)] + \
-            [torch.randn(2, 3, 8, 8, generator=g) for _ in range(2)]
+    views = Views([torch.randn(2, 3, 16, 16, generator=g) for _ in range(2)],
+                  [torch.randn(2, 3, 8, 8, generator=g) for _ in range(2)])
     loss = method(views, torch.arange(2)).losses["loss"]
     loss.backward()
     assert torch.isfinite(loss) and method.backbone.pos_embed.grad.abs().sum() > 0
     assert all(b.drop_path.p == 0.0 for b in method.teacher_backbone.blocks)
-    assert method.feature_extractor()(views[0]).shape == (2, 192)
+    assert method.feature_extractor()(views.large[0]).shape == (2, 192)

@@ -8,7 +8,7 @@ import torch
 
 from conftest import TINY_RUN, tiny_dataset, write_params
 from selfsup.checkpoint import LAST, load_checkpoint
-from selfsup.methods import DataInfo, build_method
+from selfsup.methods import DataInfo, Views, build_method
 from selfsup.methods.instdisc import estimate_z, instance_softmax_loss, nce_loss, proximal_term
 from selfsup.methods.memory_bank import MemoryBank, momentum_update
 from selfsup.params import load_config
@@ -122,7 +122,7 @@ def test_bank_starts_with_random_unit_rows_and_samples_uniformly() -> None:
 def test_forward_is_nce_plus_lambda_proximal_and_softmax_option(project) -> None:
     torch.manual_seed(0)
     info = DataInfo(n_images=10)
-    x = [torch.randn(4, 3, 16, 16)]
+    x = Views([torch.randn(4, 3, 16, 16)])
     index = torch.tensor([3, 1, 8, 0])
     for loss_name in ("nce", "softmax"):
         cfg = load_config(write_params(project, method="instdisc", **TINY_RUN, nce_k=5, proximal=2.0,

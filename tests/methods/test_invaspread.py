@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import TINY_RUN, tiny_dataset, write_params
-from selfsup.methods import DataInfo, build_method
+from selfsup.methods import DataInfo, Views, build_method
 from selfsup.methods.invaspread import invariance_spreading_loss
 from selfsup.params import load_config
 from selfsup.train import image_loop
@@ -95,6 +95,6 @@ def test_trainer_smoke_run_and_feature_extractor(project) -> None:
     assert not torch.equal(after["projector.0.weight"], before["projector.0.weight"])
 
     method = build_method(cfg, DataInfo(n_images=64))
-    out = method([torch.randn(6, 3, 16, 16), torch.randn(6, 3, 16, 16)], torch.arange(6))
+    out = method(Views([torch.randn(6, 3, 16, 16), torch.randn(6, 3, 16, 16)]), torch.arange(6))
     assert out.embedding.shape == (6, 8) and torch.allclose(out.embedding.norm(dim=1), torch.ones(6), atol=1e-5)
     assert method.feature_extractor()(torch.randn(5, 3, 16, 16)).shape == (5, method.backbone.feature_dim)

@@ -13,7 +13,7 @@ from torch import nn
 
 from conftest import TINY_RUN, tiny_dataset, write_params
 from selfsup.errors import ConfigError
-from selfsup.methods import DataInfo, build_method
+from selfsup.methods import DataInfo, Views, build_method
 from selfsup.methods.moco import MoCo, MoCoV1, enqueue, moco_infonce, shuffle_bn_encode
 from selfsup.params import load_config
 from selfsup.train import image_loop
@@ -112,11 +112,11 @@ def test_forward_computes_the_loss_on_the_old_queue_then_enqueues_the_keys(proje
     method = _method(project, backbone={"name": "small_cnn", "width": 4, "norm": "none"},
                      projector={"layers": 2, "hidden_dim": 16, "out_dim": 8, "hidden_bn": False})
     g = torch.Generator().manual_seed(2)
-    views = [torch.randn(16, 3, 16, 16, generator=g) for _ in range(2)]
+    views = Views([torch.randn(16, 3, 16, 16, generator=g) for _ in range(2)])
     old = method.queue.clone()
     out = method(views, torch.arange(16))
-    q = method.projector(method.backbone(views[0]))
-    k = F.normalize(method.key_projector(method.key_backbone(views[1])), dim=1)
+    q = method.projector(method.backbone(views.large[0]))
+    k = F.normalize(method.key_projector(method.key_backbone(views.large[1])), dim=1)
     assert math.isclose(out.losses["loss"].item(), moco_infonce(q, k, old, 0.2).item(), rel_tol=1e-5)
     assert torch.allclose(method.queue[:16], k, atol=1e-6)
     assert torch.equal(method.queue[16:], old[16:])
@@ -128,11 +128,14 @@ def test_forward_computes_the_loss_on_the_old_queue_then_enqueues_the_keys(proje
 
 def test_momentum_update_is_m_target_plus_one_minus_m_online(project) -> None:
     method = _method(project, momentum=0.75)
+    assert method.scheduled_values(0, 10) == method.scheduled_values(9, 10) == {"ema_momentum": 0.75}  # constant
     with torch.no_grad():
         for p in method.backbone.parameters():
             p.add_(1.0)
         method.projector[-1].bias.fill_(1.0)
         method.key_projector[-1].bias.fill_(3.0)
+        for b in method.backbone.buffers():
+            b.add_(5)
     online = {k: v.clone() for k, v in method.backbone.state_dict().items()}
     target = {k: v.clone() for k, v in method.key_backbone.state_dict().items()}
     method.on_step_end(0, 10)
@@ -140,6 +143,9 @@ def test_momentum_update_is_m_target_plus_one_minus_m_online(project) -> None:
     assert method.key_projector[-1].bias.tolist() == [2.5] * 8
     for name, p in method.key_backbone.named_parameters():
         assert torch.allclose(p, 0.75 * target[name] + 0.25 * online[name], atol=1e-7), name
+    # parameters only, as the reference code: the key encoder keeps its own BatchNorm statistics
+    buffers = dict(method.key_backbone.named_buffers())
+    assert buffers and all(torch.equal(b, target[name]) for name, b in buffers.items())
 
 
 def test_queue_size_is_validated(project, caplog) -> None:

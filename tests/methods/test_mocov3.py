@@ -71,11 +71,17 @@ def test_momentum_update_follows_the_cosine_schedule(project) -> None:
     target = {k: v.clone() for k, v in method.key_backbone.named_parameters()}
     # After step 49 of 100 the reference code's next update uses m at k = 50:
     # 1 - (1 - 0.99) * (cos(pi/2) + 1) / 2 = 0.995; 0.995 * 3 + 0.005 * 1 = 2.99
-    assert math.isclose(method.momentum_at(49, 100), 0.995, abs_tol=1e-12)
+    assert math.isclose(method.ema_momentum(49, 100), 0.995, abs_tol=1e-12)
+    with torch.no_grad():
+        for b in method.backbone.buffers():
+            b.add_(5)
+    key_buffers = {k: v.clone() for k, v in method.key_backbone.named_buffers()}
     method.on_step_end(49, 100)
     assert torch.allclose(method.key_projector[0].weight, torch.full_like(method.key_projector[0].weight, 2.99))
     for name, p in method.key_backbone.named_parameters():
         assert torch.allclose(p, 0.995 * target[name] + 0.005 * online[name], atol=1e-7), name
+    # parameters only, as the reference code: the momentum encoder keeps its own BatchNorm statistics
+    assert key_buffers and all(torch.equal(b, key_buffers[k]) for k, b in method.key_backbone.named_buffers())
     assert not any(p.requires_grad for p in method.key_backbone.parameters())
 
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import TINY_RUN, tiny_dataset, write_params
-from selfsup.methods import DataInfo, build_method
+from selfsup.methods import DataInfo, Views, build_method
 from selfsup.methods.swav import sinkhorn, swapped_prediction_loss
 from selfsup.params import load_config
 from selfsup.train import image_loop
@@ -98,15 +98,15 @@ def _method(project, **knobs):  # noqa: ANN001, ANN202
     return build_method(cfg, DataInfo(n_images=16)), cfg
 
 
-def _views(b: int = 4) -> list[torch.Tensor]:
+def _views(b: int = 4) -> Views:
     g = torch.Generator().manual_seed(1)
-    return [torch.randn(b, 3, 16, 16, generator=g) for _ in range(2)] + \
-           [torch.randn(b, 3, 8, 8, generator=g) for _ in range(2)]
+    return Views([torch.randn(b, 3, 16, 16, generator=g) for _ in range(2)],
+                 [torch.randn(b, 3, 8, 8, generator=g) for _ in range(2)])
 
 
-def _projections(method, views: list[torch.Tensor]) -> torch.Tensor:  # noqa: ANN001
+def _projections(method, views: Views) -> torch.Tensor:  # noqa: ANN001
     with torch.no_grad():
-        feats = torch.cat([method.backbone(torch.cat(views[:2])), method.backbone(torch.cat(views[2:]))])
+        feats = torch.cat([method.backbone(torch.cat(views.large)), method.backbone(torch.cat(views.small))])
         return F.normalize(method.projector(feats), dim=1)
 
 
@@ -132,7 +132,7 @@ def test_queue_fills_then_joins_sinkhorn(project) -> None:
     assert torch.allclose(method.queue[0, :4], z1[:4], atol=1e-6)
     assert torch.allclose(method.queue[1, :4], z1[4:8], atol=1e-6)
     assert method.queue[:, 4:].abs().sum() == 0 and int(method.queue_ptr) == 4 and int(method.queue_filled) == 4
-    views2 = [v.flip(0) for v in views]
+    views2 = views.map(lambda v: v.flip(0))
     z2 = _projections(method, views2)
     method(views2, torch.arange(4))
     assert torch.allclose(method.queue[0], torch.cat([z1[:4], z2[:4]]), atol=1e-6)
@@ -142,7 +142,7 @@ def test_queue_fills_then_joins_sinkhorn(project) -> None:
     c = F.normalize(method.prototypes.weight.detach(), dim=1)
     method.queue.copy_(c[0].expand_as(method.queue))
     queue_before = method.queue.clone()
-    views3 = [v * 0.5 for v in views]
+    views3 = views.map(lambda v: v * 0.5)
     z3 = _projections(method, views3)
     scores = [s for s in (z3 @ c.T).split(4)]
     codes = [sinkhorn(torch.cat([queue_before[i] @ c.T, scores[i]]), 0.05, 3)[-4:] for i in range(2)]

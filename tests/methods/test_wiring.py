@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import TINY_RUN, write_params
-from selfsup.methods import DataInfo, Method, MethodOutput, build_method
+from selfsup.methods import DataInfo, Method, MethodOutput, Views, build_method
 from selfsup.methods.barlow import barlow_twins
 from selfsup.methods.byol import byol_loss
 from selfsup.methods.cmc import cross_view_loss, in_batch_cross_view_loss, lab_views
@@ -53,10 +53,10 @@ def _method(project: Path, name: str, info: DataInfo | None = None, **params: ob
     return build_method(cfg, info or DataInfo(64)).train()
 
 
-def _views(n: int = 2, size: int = 16, small: int = 0, small_size: int = 8) -> list[torch.Tensor]:
+def _views(n: int = 2, size: int = 16, small: int = 0, small_size: int = 8) -> Views:
     g = torch.Generator().manual_seed(1)
-    return ([torch.randn(B, 3, size, size, generator=g) for _ in range(n)]
-            + [torch.randn(B, 3, small_size, small_size, generator=g) for _ in range(small)])
+    return Views([torch.randn(B, 3, size, size, generator=g) for _ in range(n)],
+                 [torch.randn(B, 3, small_size, small_size, generator=g) for _ in range(small)])
 
 
 def _index(n_images: int = 64) -> torch.Tensor:
@@ -72,7 +72,7 @@ def _perturb(*modules: nn.Module, scale: float = 0.1) -> None:
             p.add_(scale * torch.randn(p.shape, generator=g))
 
 
-def _step(method: Method, views: list[torch.Tensor], index: torch.Tensor, seed: int | None = None
+def _step(method: Method, views: Views, index: torch.Tensor, seed: int | None = None
           ) -> tuple[Method, MethodOutput]:
     """(a deep copy of ``method`` taken before the step, the output of the step's forward)."""
     ref = copy.deepcopy(method)
@@ -131,7 +131,7 @@ def test_simclr(project: Path, objective: str) -> None:
     views = _views()
     ref, out = _step(method, views, _index())
     # Algorithm 1: both views through f and g as one batch, z = [view 1 of the N images; view 2]
-    z = ref.projector(ref.backbone(torch.cat(views)))
+    z = ref.projector(ref.backbone(torch.cat(views.large)))
     objective_fn = {"nt_xent": lambda z, tau=0.3, m=0.7: nt_xent(z, temperature=tau),
                     "nt_logistic": lambda z, tau=0.3, m=0.7: nt_logistic(z, temperature=tau),
                     "margin_triplet": lambda z, tau=0.3, m=0.7: margin_triplet(z, margin=m)}[objective]
@@ -153,7 +153,7 @@ def test_simclrv2(project: Path, momentum_encoder: bool) -> None:
         frozen = ("key_backbone", "key_projector")
     views = _views()
     ref, out = _step(method, views, _index())
-    x = torch.cat(views)
+    x = torch.cat(views.large)
     z = ref.projector(ref.backbone(x))
     if momentum_encoder:  # queries from the online network, every key from the EMA network, no gradient
         with torch.no_grad():
@@ -172,7 +172,7 @@ def test_barlow(project: Path) -> None:
     method = _method(project, "barlow", **{"lambda": 0.02})
     views = _views()
     ref, out = _step(method, views, _index())
-    z = ref.projector(ref.backbone(torch.cat(views)))
+    z = ref.projector(ref.backbone(torch.cat(views.large)))
     expected = barlow_twins(z[:B], z[B:], lambda_=0.02)
     _check(method, out, ref, expected)
     loss = out.losses["loss"]
@@ -184,7 +184,7 @@ def test_invaspread(project: Path) -> None:
     method = _method(project, "invaspread", temperature=0.2)
     views = _views()
     ref, out = _step(method, views, _index())
-    z = F.normalize(ref.projector(ref.backbone(torch.cat(views))), dim=1)
+    z = F.normalize(ref.projector(ref.backbone(torch.cat(views.large))), dim=1)
     f, f_hat = z[:B], z[B:]  # originals x_i (view 1, also the classifier weights f_k) and copies x_hat_i
     expected = invariance_spreading_loss(f, f_hat, f, temperature=0.2)
     _check(method, out, ref, expected)
@@ -211,7 +211,7 @@ def test_byol(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ref, out = _step(method, views, _index())
     # what reaches the loss: online predictions with gradient, target projections without (Sec. 3.1)
     assert len(seen) == 1 and seen[0][0].requires_grad and not seen[0][1].requires_grad
-    x = torch.cat(views)
+    x = torch.cat(views.large)
     p = ref.predictor(ref.projector(ref.backbone(x)))  # q_theta(z_theta) of both views
     with torch.no_grad():
         z_target = ref.target_projector(ref.target_backbone(x))  # z'_xi from the EMA target network
@@ -233,7 +233,7 @@ def test_simsiam(project: Path, stop_gradient: bool) -> None:
     method = _method(project, "simsiam", predictor_hidden_dim=16, stop_gradient=stop_gradient)
     views = _views()
     ref, out = _step(method, views, _index())
-    z = ref.projector(ref.backbone(torch.cat(views)))
+    z = ref.projector(ref.backbone(torch.cat(views.large)))
     p = ref.predictor(z)
     z1, z2 = (z[:B].detach(), z[B:].detach()) if stop_gradient else (z[:B], z[B:])
     expected = simsiam_loss(p[:B], p[B:], z1, z2, stop_gradient=stop_gradient)  # D(p1, z2)/2 + D(p2, z1)/2
@@ -257,12 +257,12 @@ def test_moco(project: Path, name: str) -> None:
     queue = method.queue.clone()
     ref, out = _step(method, views, _index())
     # queries: view 1 through the query encoder, in the two contiguous BN groups of the batch
-    q = torch.cat([ref.projector(ref.backbone(c)) for c in views[0].tensor_split(2)])
+    q = torch.cat([ref.projector(ref.backbone(c)) for c in views.large[0].tensor_split(2)])
     # keys: view 2 through the key encoder with Shuffling BN (Sec. 3.3), restored to image order, no gradient
     perm = ref.permutation(B)
     assert not torch.equal(perm, torch.arange(B))
     with torch.no_grad():
-        shuffled = torch.cat([ref.key_projector(ref.key_backbone(c)) for c in views[1][perm].tensor_split(2)])
+        shuffled = torch.cat([ref.key_projector(ref.key_backbone(c)) for c in views.large[1][perm].tensor_split(2)])
         k = F.normalize(shuffled[torch.argsort(perm)], dim=1)
     expected = moco_infonce(q, k, queue, temperature=0.3)  # negatives: the queue BEFORE this batch's keys
     _check(method, out, ref, expected, frozen=("key_backbone", "key_projector"))
@@ -274,8 +274,38 @@ def test_moco(project: Path, name: str) -> None:
     _differs(loss, moco_infonce(q, k, method.queue, temperature=0.3))  # queue read after the enqueue
     _differs(loss, moco_infonce(q, k, queue))  # the function's default tau 0.2
     with torch.no_grad():
-        online_keys = torch.cat([ref.projector(ref.backbone(c)) for c in views[1][perm].tensor_split(2)])
+        online_keys = torch.cat([ref.projector(ref.backbone(c)) for c in views.large[1][perm].tensor_split(2)])
     _differs(loss, moco_infonce(q, online_keys[torch.argsort(perm)], queue, temperature=0.3))  # query encoder
+
+
+@pytest.mark.parametrize("name", ["simclr", "moco"])
+def test_bg_swaps_hard_negative(project: Path, name: str) -> None:
+    """BG_Swaps' hard negative (``Views.hard_negative``) joins each image's negatives: SimCLR encodes
+    it in the batch of the two views, MoCo as keys (Shuffling BN, no gradient)."""
+    extra = {"queue_size": 4 * B, "shuffle_bn_splits": 2} if name == "moco" else {}
+    method = _method(project, name, temperature=0.3, **extra)
+    views = _views()
+    views.hard_negative = torch.randn(B, 3, 16, 16, generator=torch.Generator().manual_seed(7))
+    if name == "moco":
+        _perturb(method.key_backbone, method.key_projector)
+        queue = method.queue.clone()
+    ref, out = _step(method, views, _index())
+    hard = views.hard_negative
+    if name == "simclr":
+        z = ref.projector(ref.backbone(torch.cat([*views.large, hard])))  # one batch: 2N views + N hard negatives
+        expected = nt_xent(z[: 2 * B], temperature=0.3, hard_negatives=z[2 * B :])
+        _check(method, out, ref, expected)
+        _differs(out.losses["loss"], nt_xent(z[: 2 * B], temperature=0.3))  # the hard negative left out
+        return
+    q = torch.cat([ref.projector(ref.backbone(c)) for c in views.large[0].tensor_split(2)])
+    perm = ref.permutation(B)
+    with torch.no_grad():
+        shuffled = [torch.cat([ref.key_projector(ref.key_backbone(c)) for c in x[perm].tensor_split(2)])
+                    for x in (views.large[1], hard)]
+        k, k_hard = (F.normalize(x[torch.argsort(perm)], dim=1) for x in shuffled)
+    _check(method, out, ref, moco_infonce(q, k, queue, temperature=0.3, hard_negatives=k_hard),
+           frozen=("key_backbone", "key_projector"))
+    _differs(out.losses["loss"], moco_infonce(q, k, queue, temperature=0.3))  # the hard negative left out
 
 
 def test_mocov3(project: Path) -> None:
@@ -283,7 +313,7 @@ def test_mocov3(project: Path) -> None:
     _perturb(method.key_backbone, method.key_projector)
     views = _views()
     ref, out = _step(method, views, _index())
-    x1, x2 = views
+    x1, x2 = views.large
     q1 = ref.predictor(ref.projector(ref.backbone(x1)))  # base encoder, each view its own batch
     q2 = ref.predictor(ref.projector(ref.backbone(x2)))
     with torch.no_grad():
@@ -313,11 +343,11 @@ def test_dino(project: Path) -> None:
     center = method.center.clone()
     ref, out = _step(method, views, _index())
     # student: the 2 global crops as one batch, the 2 local crops as another, the head on all of them
-    student = ref.head(torch.cat([ref.backbone(torch.cat(views[:2])), ref.backbone(torch.cat(views[2:]))]))
+    student = ref.head(torch.cat([ref.backbone(torch.cat(views.large)), ref.backbone(torch.cat(views.small))]))
     with torch.no_grad():  # teacher: the global crops only, no gradient
-        teacher = ref.teacher_head(ref.teacher_backbone(torch.cat(views[:2])))
+        teacher = ref.teacher_head(ref.teacher_backbone(torch.cat(views.large)))
     tau_t = float(np.linspace(0.03, 0.06, 5)[2])  # the released code's per-epoch warm-up schedule
-    assert out.scalars["teacher_temp"] == pytest.approx(tau_t)
+    assert ref.scheduled_values(2 * ref.steps_per_epoch, 100)["teacher_temp"] == pytest.approx(tau_t)
     expected = dino_loss(list(student.split(B)), list(teacher.split(B)), center, student_temp=0.2,
                          teacher_temp=tau_t)
     _check(method, out, ref, expected, frozen=("teacher_backbone", "teacher_head"))
@@ -347,8 +377,8 @@ def test_swav(project: Path) -> None:
     with torch.no_grad():  # prototypes are projected onto the sphere before the forward
         ref.prototypes.weight.copy_(F.normalize(ref.prototypes.weight, dim=1))
     c = ref.prototypes.weight
-    z = F.normalize(ref.projector(torch.cat([ref.backbone(torch.cat(views[:2])), ref.backbone(torch.cat(views[2:]))])),
-                    dim=1)
+    feats = [ref.backbone(torch.cat(views.large)), ref.backbone(torch.cat(views.small))]  # per resolution
+    z = F.normalize(ref.projector(torch.cat(feats)), dim=1)
     scores = list((z @ c.T).split(B))
     # codes of the two large crops: Sinkhorn (epsilon, iterations) on [queue BEFORE this batch; batch], no gradient
     codes = [sinkhorn(torch.cat([queue[i] @ c.T, scores[i]]).detach(), epsilon=0.07, iterations=4)[-B:]
@@ -382,7 +412,7 @@ def test_instdisc(project: Path, variant: str) -> None:
     views, index = _views(n=1), _index(32)
     bank = method.memory.bank.clone()
     ref, out = _step(method, views, index, seed=RNG_SEED)
-    f = F.normalize(ref.projector(ref.backbone(views[0])), dim=1)
+    f = F.normalize(ref.projector(ref.backbone(views.large[0])), dim=1)
     previous = bank[index]  # v_i as stored BEFORE this step
     if loss_name == "nce":
         torch.manual_seed(RNG_SEED)
@@ -416,7 +446,7 @@ def test_cmc(project: Path, negatives: str) -> None:
     ref, out = _step(method, views, index, seed=RNG_SEED)
     # the normalised view back to RGB with the dataset's statistics, then L and ab
     mean, std = torch.tensor(info.mean).view(1, 3, 1, 1), torch.tensor(info.std).view(1, 3, 1, 1)
-    lum, ab = lab_views(views[0] * std + mean)
+    lum, ab = lab_views(views.large[0] * std + mean)
     z_l = F.normalize(ref.projector(ref.backbone(lum)), dim=1)
     z_ab = F.normalize(ref.projector_ab(ref.backbone_ab(ab)), dim=1)
     loss = out.losses["loss"]
@@ -467,7 +497,7 @@ def test_cpc(project: Path, directions: int) -> None:
             w.copy_(0.3 * torch.randn(w.shape, generator=g))
     views = _views(n=1, size=20)
     ref, out = _step(method, views, _index())
-    x, rows = views[0], 4  # (20 - 8) / 4 + 1 patches per side
+    x, rows = views.large[0], 4  # (20 - 8) / 4 + 1 patches per side
     patches = torch.stack([torch.stack([x[:, :, 4 * r : 4 * r + 8, 4 * s : 4 * s + 8] for s in range(rows)], 1)
                            for r in range(rows)], 1)  # (B, R, S, 3, 8, 8)
     d = ref.backbone.feature_dim
@@ -497,7 +527,7 @@ def test_dim(project: Path, estimator: str) -> None:
     method = _method(project, "dim", estimator=estimator, alpha=0.5, beta=0.7, gamma=0.3, dim_global=8, score_dim=16)
     views = _views(n=1)
     ref, out = _step(method, views, _index(), seed=RNG_SEED)
-    fmap = ref.backbone.feature_map(views[0])  # local features C(x) (B, C, h, w)
+    fmap = ref.backbone.feature_map(views.large[0])  # local features C(x) (B, C, h, w)
     y = ref.global_head(fmap.mean((2, 3)))  # global feature Y = E(x)
     local = ref.local_critic(fmap).flatten(2)  # (B, U, h*w)
     scores = torch.einsum("iup,ju->ijp", local, ref.local_global_critic(y)) / 4.0  # T / sqrt(score_dim)

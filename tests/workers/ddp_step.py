@@ -12,7 +12,7 @@ import torch.distributed as dist_
 from torch import nn
 
 from selfsup import dist
-from selfsup.methods import DataInfo, build_method
+from selfsup.methods import DataInfo, Views, build_method
 from selfsup.params import load_config
 
 
@@ -20,13 +20,13 @@ def main(params: Path, out: Path) -> None:
     device = dist.init("cpu")
     cfg = load_config(params)
     batch = torch.load(out.parent / "views.pt", weights_only=True)
-    views, index = batch["views"], batch["index"]
+    views, index = Views(batch["large"], batch["small"]), batch["index"]
     torch.manual_seed(0)
     method = build_method(cfg, DataInfo(n_images=batch["n_images"])).to(device)
     n = index.shape[0] // dist.world_size()
     mine = slice(dist.rank() * n, (dist.rank() + 1) * n)
     model = nn.parallel.DistributedDataParallel(method)
-    loss = model([v[mine] for v in views], index[mine]).losses["loss"]
+    loss = model(views.map(lambda v: v[mine]), index[mine]).losses["loss"]
     loss.backward()
     grads = {k: p.grad.clone() for k, p in method.named_parameters() if p.grad is not None}
     torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.1).step()

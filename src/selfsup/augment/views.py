@@ -22,6 +22,7 @@ from torchvision.transforms import v2
 
 from selfsup.augment.background import BackgroundAugment
 from selfsup.config.image import ViewsConfig
+from selfsup.methods.base import Views
 
 
 def _blur_kernel(cfg: ViewsConfig, size: int) -> int:
@@ -110,13 +111,13 @@ class ViewPipeline:
 
 
 class ViewGenerator:
-    """Turns a uint8 batch (B, 3, H, W) into independently augmented float views.
+    """Turns a uint8 batch (B, 3, H, W) into independently augmented float :class:`Views`.
 
-    Returns ``n_views`` large views (side ``cfg.size``, scale ``cfg.crop_scale``) followed by
-    ``n_small`` small ones (``cfg.multi_crop``: side ``size``, scale ``crop_scale``), all drawn
-    from the same colour and blur distribution. With a :class:`BackgroundAugment`, each view first
-    draws its background augmentation; with ``hard_negative`` (BG_Swaps) the second view is the
-    swapped positive and one more view, the hard negative, comes last.
+    ``n_views`` large views (side ``cfg.size``, scale ``cfg.crop_scale``) and ``n_small`` small ones
+    (``cfg.multi_crop``: side ``size``, scale ``crop_scale``), all drawn from the same colour and
+    blur distribution, in that order. With a :class:`BackgroundAugment`, each view first draws its
+    background augmentation; with ``hard_negative`` (BG_Swaps) the second large view is the swapped
+    positive and one more view, the hard negative, is drawn last.
     """
 
     def __init__(self, cfg: ViewsConfig, mean: list[float], std: list[float], n_views: int = 2,
@@ -132,10 +133,15 @@ class ViewGenerator:
         mc = cfg.multi_crop
         self.small = ViewPipeline(cfg, mean, std, mc.size, mc.crop_scale) if n_small else None
 
+    def _by_role(self, tensors: list[torch.Tensor]) -> Views:
+        """Tensors in the order they were drawn (large, small, hard negative) as :class:`Views`."""
+        n, s = self.n_views, self.n_small
+        return Views(tensors[:n], tensors[n : n + s], tensors[n + s] if self.hard_negative else None)
+
     def __call__(self, images: torch.Tensor, device: torch.device, index: torch.Tensor | None = None,
-                 with_masks: bool = False) -> list[torch.Tensor] | tuple[list[torch.Tensor], list[torch.Tensor]]:
+                 with_masks: bool = False) -> Views:
         """The views of ``images`` (dataset rows ``index``, needed with background augmentation);
-        with ``with_masks`` also each view's cropped foreground mask."""
+        with ``with_masks`` also each view's cropped foreground mask (``Views.masks``)."""
         batched = self.cfg.backend == "batched"
         target = device if batched else torch.device("cpu")
         bg = self.background
@@ -147,7 +153,7 @@ class ViewGenerator:
                 x = x.float().div_(255.0)
             views = [self.large(x)[0] for _ in range(self.n_views)]
             views += [self.small(x)[0] for _ in range(self.n_small)]
-            return [v.to(device, non_blocking=True) for v in views]
+            return self._by_role(views).map(lambda v: v.to(device, non_blocking=True))
         if bg is None:
             raise ValueError("masks travel with the views only when a background bank is given")
         x = images.to(target, non_blocking=True).float().div_(255.0)
@@ -169,7 +175,10 @@ class ViewGenerator:
             view, mask = pipeline(src, a)
             views.append(view.to(device, non_blocking=True))
             masks.append(mask.to(device, non_blocking=True))
-        return (views, masks) if with_masks else views
+        out = self._by_role(views)
+        if with_masks:
+            out.masks = self._by_role(masks)
+        return out
 
 
 class EvalTransform(nn.Module):

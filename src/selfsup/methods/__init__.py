@@ -12,9 +12,9 @@ import pkgutil
 from typing import TYPE_CHECKING
 
 from selfsup.errors import ConfigError
-from selfsup.methods.base import DataInfo, Method, MethodOutput
+from selfsup.methods.base import DataInfo, Method, MethodOutput, Views
 
-__all__ = ["REGISTRY", "DataInfo", "Method", "MethodOutput", "build_method", "check_views"]
+__all__ = ["REGISTRY", "DataInfo", "Method", "MethodOutput", "Views", "build_method", "check_views"]
 
 if TYPE_CHECKING:
     from selfsup.config import Config

@@ -19,7 +19,7 @@ import torch
 
 from selfsup import dist
 from selfsup.config import Config
-from selfsup.methods.base import DataInfo, Method, MethodOutput
+from selfsup.methods.base import DataInfo, Method, MethodOutput, Views
 from selfsup.models.heads import mlp
 from selfsup.schema import knob
 
@@ -51,9 +51,9 @@ class BarlowTwins(Method):
         super().__init__(cfg, info)
         self.projector = mlp(self.backbone.feature_dim, cfg.projector)
 
-    def forward(self, views: list[torch.Tensor], index: torch.Tensor) -> MethodOutput:
-        n = views[0].shape[0]
-        z = self.projector(self.backbone(torch.cat(views[:2])))
+    def forward(self, views: Views, index: torch.Tensor) -> MethodOutput:
+        n = views.large[0].shape[0]
+        z = self.projector(self.backbone(torch.cat(views.large)))
         z_a = dist.gather_with_grad(z[:n])
         z_b = dist.gather_with_grad(z[n:])
         loss = barlow_twins(z_a.float(), z_b.float(), self.knobs.lambda_)

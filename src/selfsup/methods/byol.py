@@ -32,10 +32,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.config import Config
-from selfsup.methods.base import DataInfo, Method, MethodOutput
-from selfsup.methods.momentum import cosine_momentum, ema_update_, momentum_copy
+from selfsup.methods.base import DataInfo, Method, MethodOutput, Views
 from selfsup.models.backbones import build_backbone
 from selfsup.models.heads import mlp
+from selfsup.schedules import cosine_momentum
 from selfsup.schema import knob
 
 HEAD_NORM = {"bn": None, "gn_ws": "gn", "none": "none"}
@@ -58,7 +58,12 @@ def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 
 
 class BYOL(Method):
-    """Online backbone + projector + predictor; EMA target backbone + projector."""
+    """Online backbone + projector + predictor; EMA target backbone + projector.
+
+    EMA of parameters only: the target's BatchNorm statistics are its own (deepmind-research
+    byol/byol_experiment.py ``_update_fn``: ``target_params`` follow the online ones, ``target_state``
+    comes from the target's own forward).
+    """
 
     name = "byol"
 
@@ -76,8 +81,8 @@ class BYOL(Method):
         norm = HEAD_NORM[self.knobs.norm]
         self.projector = mlp(self.backbone.feature_dim, head, norm=norm)
         self.predictor = mlp(head.out_dim, dataclasses.replace(head, last_bn=False), norm=norm)
-        self.target_backbone = momentum_copy(self.backbone)
-        self.target_projector = momentum_copy(self.projector)
+        self.target_backbone = self.momentum_copy(self.backbone, copy_buffers=False)
+        self.target_projector = self.momentum_copy(self.projector, copy_buffers=False)
 
     def build_backbone(self) -> nn.Module:
         """``backbone.norm`` is replaced by ``gn_ws`` when the ``norm`` knob asks for it."""
@@ -86,9 +91,9 @@ class BYOL(Method):
             backbone = dataclasses.replace(backbone, norm="gn_ws")
         return build_backbone(backbone, self.cfg.views.size)
 
-    def forward(self, views: list[torch.Tensor], index: torch.Tensor) -> MethodOutput:
-        n = views[0].shape[0]
-        x = torch.cat(views[:2])
+    def forward(self, views: Views, index: torch.Tensor) -> MethodOutput:
+        n = views.large[0].shape[0]
+        x = torch.cat(views.large)
         z = self.projector(self.backbone(x))
         p = self.predictor(z)
         with torch.no_grad():
@@ -96,7 +101,6 @@ class BYOL(Method):
         loss = byol_loss(p.float(), z_target.float())
         return MethodOutput({"loss": loss}, z[:n].detach())
 
-    def on_step_end(self, step: int, total_steps: int) -> None:
-        m = cosine_momentum(self.knobs.momentum, step, total_steps)
-        ema_update_(self.target_backbone, self.backbone, m)
-        ema_update_(self.target_projector, self.projector, m)
+    def ema_momentum(self, step: int, total_steps: int) -> float:
+        """tau_k of Sec. 3.2: tau_base at step 0, cosine-increased to 1 at step K."""
+        return cosine_momentum(self.knobs.momentum, step, total_steps)

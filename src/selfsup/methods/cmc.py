@@ -34,7 +34,7 @@ from torch.nn.utils import parametrize
 
 from selfsup import dist
 from selfsup.config import Config
-from selfsup.methods.base import DataInfo, Method, MethodOutput
+from selfsup.methods.base import DataInfo, Method, MethodOutput, Views
 from selfsup.methods.memory_bank import MemoryBank
 from selfsup.models.backbones import build_backbone, standardize_conv_weights
 from selfsup.models.heads import mlp
@@ -145,9 +145,9 @@ class CMC(Method):
         """The L-view encoder (``self.backbone``); the ab-view encoder is ``self.backbone_ab``."""
         return adapt_input_channels(build_backbone(self.cfg.backbone, self.cfg.views.size), 1)
 
-    def forward(self, views: list[torch.Tensor], index: torch.Tensor) -> MethodOutput:
+    def forward(self, views: Views, index: torch.Tensor) -> MethodOutput:
         k = self.knobs
-        lum, ab = lab_views(self.unnormalize(views[0].float()))
+        lum, ab = lab_views(self.unnormalize(views.large[0].float()))
         z_l = self.projector(self.backbone(lum))
         z_ab = self.projector_ab(self.backbone_ab(ab))
         with torch.autocast(z_l.device.type, enabled=False):
@@ -169,6 +169,7 @@ class CMC(Method):
 
     def on_step_end(self, step: int, total_steps: int) -> None:
         """Write the batch's embeddings of each view into that view's memory bank."""
+        super().on_step_end(step, total_steps)
         if self._pending is None:
             return
         index, z_l, z_ab = self._pending

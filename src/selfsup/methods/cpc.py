@@ -51,7 +51,7 @@ from torch import nn
 from selfsup import dist
 from selfsup.config import Config
 from selfsup.errors import ConfigError
-from selfsup.methods.base import DataInfo, Method, MethodOutput
+from selfsup.methods.base import DataInfo, Method, MethodOutput, Views
 from selfsup.models.backbones import build_backbone
 from selfsup.schema import knob
 
@@ -208,8 +208,8 @@ class CPC(Method):
         """c (B, D, R', S') for ``direction`` in that direction's rotated frame of the grid z."""
         return self.context[direction](torch.rot90(z, ROTATIONS[direction], (2, 3)))
 
-    def forward(self, views: list[torch.Tensor], index: torch.Tensor) -> MethodOutput:
-        z = self.encode(views[0])
+    def forward(self, views: Views, index: torch.Tensor) -> MethodOutput:
+        z = self.encode(views.large[0])
         terms: list[list[torch.Tensor]] = [[] for _ in range(self.knobs.prediction_steps)]
         for direction, predictors in enumerate(self.predictors):
             c = self.contexts(z, direction)

@@ -56,7 +56,7 @@ from torch.func import functional_call
 from selfsup import dist
 from selfsup.config import Config
 from selfsup.errors import ConfigError
-from selfsup.methods.base import DataInfo, Method, MethodOutput
+from selfsup.methods.base import DataInfo, Method, MethodOutput, Views
 from selfsup.models.heads import mlp
 from selfsup.schema import knob
 
@@ -193,9 +193,9 @@ class DIM(Method):
         self.backbone.train(was_training)
         return size
 
-    def forward(self, views: list[torch.Tensor], index: torch.Tensor) -> MethodOutput:
+    def forward(self, views: Views, index: torch.Tensor) -> MethodOutput:
         k = self.knobs
-        fmap = self.backbone.feature_map(views[0])
+        fmap = self.backbone.feature_map(views.large[0])
         y = self.global_head(fmap.mean((2, 3)))
         offset = dist.rank() * y.shape[0]
         losses: dict[str, torch.Tensor] = {}

@@ -34,10 +34,10 @@ from torch.nn.utils.parametrizations import weight_norm
 from selfsup import dist
 from selfsup.config import Config
 from selfsup.config.image import ProjectorConfig
-from selfsup.methods.base import DataInfo, Method, MethodOutput
-from selfsup.methods.momentum import cosine_momentum, ema_update_
+from selfsup.methods.base import DataInfo, Method, MethodOutput, Views
 from selfsup.models.backbones import build_backbone
 from selfsup.models.heads import norm_1d
+from selfsup.schedules import cosine_momentum
 from selfsup.schema import knob
 
 
@@ -130,7 +130,12 @@ def clip_gradients_(module: nn.Module, max_norm: float) -> None:
 
 
 class DINO(Method):
-    """Student backbone + DINO head, EMA teacher, centring and sharpening of the teacher's output."""
+    """Student backbone + DINO head, EMA teacher, centring and sharpening of the teacher's output.
+
+    The teacher is an EMA of the student's parameters only; its BatchNorm statistics are its own
+    (facebookresearch/dino main_dino.py, "EMA update for the teacher": ``student.module.parameters()``
+    into ``teacher_without_ddp.parameters()``).
+    """
 
     name = "dino"
     multi_crop = True
@@ -153,41 +158,41 @@ class DINO(Method):
         k = self.knobs
         self.head = DINOHead(self.backbone.feature_dim, k.out_dim, cfg.projector, k.norm_last_layer)
         # The teacher is the same network without stochastic depth, started from the student's weights.
-        self.teacher_backbone = build_backbone(dataclasses.replace(cfg.backbone, drop_path=0.0), cfg.views.size)
-        self.teacher_head = DINOHead(self.backbone.feature_dim, k.out_dim, cfg.projector, k.norm_last_layer)
-        self.teacher_backbone.load_state_dict(self.backbone.state_dict())
-        self.teacher_head.load_state_dict(self.head.state_dict())
-        for p in [*self.teacher_backbone.parameters(), *self.teacher_head.parameters()]:
-            p.requires_grad_(False)
+        self.teacher_backbone = self.momentum_copy(self.backbone, copy_buffers=False, target=build_backbone(
+            dataclasses.replace(cfg.backbone, drop_path=0.0), cfg.views.size))
+        self.teacher_head = self.momentum_copy(self.head, copy_buffers=False, target=DINOHead(
+            self.backbone.feature_dim, k.out_dim, cfg.projector, k.norm_last_layer))
         self.steps_per_epoch = max(1, info.n_images // cfg.batch_size)
         self.register_buffer("center", torch.zeros(k.out_dim))
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
 
-    def epoch(self) -> int:
-        return int(self.steps_done) // self.steps_per_epoch
-
-    def current_teacher_temp(self) -> float:
-        """tau_t at the current epoch of the warm-up schedule."""
+    def teacher_temp(self, step: int) -> float:
+        """tau_t at optimiser step ``step``: the warm-up schedule at that step's epoch."""
         k = self.knobs
-        return teacher_temperature(self.epoch(), k.warmup_teacher_temp, k.teacher_temp, k.warmup_teacher_temp_epochs)
+        return teacher_temperature(step // self.steps_per_epoch, k.warmup_teacher_temp, k.teacher_temp,
+                                   k.warmup_teacher_temp_epochs)
 
-    def forward(self, views: list[torch.Tensor], index: torch.Tensor) -> MethodOutput:
+    def scheduled_values(self, step: int, total_steps: int) -> dict[str, float]:
+        """The teacher EMA's momentum and the teacher temperature tau_t at ``step``."""
+        return {**super().scheduled_values(step, total_steps), "teacher_temp": self.teacher_temp(step)}
+
+    def forward(self, views: Views, index: torch.Tensor) -> MethodOutput:
         k = self.knobs
-        n = views[0].shape[0]
-        feats = [self.backbone(torch.cat(views[:2]))]
-        if len(views) > 2:
-            feats.append(self.backbone(torch.cat(views[2:])))
+        n = views.large[0].shape[0]
+        feats = [self.backbone(torch.cat(views.large))]
+        if views.small:
+            feats.append(self.backbone(torch.cat(views.small)))
         bottleneck = self.head.bottleneck(torch.cat(feats))
         with torch.no_grad():
-            teacher_bottleneck = self.teacher_head.bottleneck(self.teacher_backbone(torch.cat(views[:2])))
+            teacher_bottleneck = self.teacher_head.bottleneck(self.teacher_backbone(torch.cat(views.large)))
         with torch.autocast(bottleneck.device.type, enabled=False):  # float32 logits: tau_t = 0.04 sharpens them
             student = self.head.last_layer(bottleneck)
             with torch.no_grad():
                 teacher = self.teacher_head.last_layer(teacher_bottleneck)
-        temp = self.current_teacher_temp()
+        temp = self.teacher_temp(int(self.steps_done))
         loss = dino_loss(list(student.split(n)), list(teacher.split(n)), self.center, k.student_temp, temp)
         self.center.copy_(update_center(self.center, teacher, k.center_momentum))
-        return MethodOutput({"loss": loss}, bottleneck[:n].detach(), {"teacher_temp": temp})
+        return MethodOutput({"loss": loss}, bottleneck[:n].detach())
 
     def on_after_backward(self, step: int, total_steps: int) -> None:
         """Clip the student's gradients, and drop the last layer's during the first epochs."""
@@ -198,11 +203,12 @@ class DINO(Method):
             for p in self.head.last_layer.parameters():
                 p.grad = None
 
+    def ema_momentum(self, step: int, total_steps: int) -> float:
+        """lambda of the teacher EMA at this step: a cosine from ``momentum`` to 1 (Sec. 3.1)."""
+        return cosine_momentum(self.knobs.momentum, step, total_steps)
+
     def on_step_end(self, step: int, total_steps: int) -> None:
-        """Teacher EMA with the cosine momentum of this step (Sec. 3.1)."""
-        m = cosine_momentum(self.knobs.momentum, step, total_steps)
-        ema_update_(self.teacher_backbone, self.backbone, m)
-        ema_update_(self.teacher_head, self.head, m)
+        super().on_step_end(step, total_steps)
         self.steps_done.fill_(step + 1)
 
     def feature_extractor(self) -> nn.Module:

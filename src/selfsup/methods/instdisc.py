@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from selfsup import dist
 from selfsup.config import Config
-from selfsup.methods.base import DataInfo, Method, MethodOutput
+from selfsup.methods.base import DataInfo, Method, MethodOutput, Views
 from selfsup.methods.memory_bank import MemoryBank
 from selfsup.models.heads import mlp
 from selfsup.schema import knob
@@ -110,9 +110,9 @@ class InstDisc(Method):
         # The batch's (index, features) between forward and on_step_end of the same step.
         self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def forward(self, views: list[torch.Tensor], index: torch.Tensor) -> MethodOutput:
+    def forward(self, views: Views, index: torch.Tensor) -> MethodOutput:
         k = self.knobs
-        feats = self.projector(self.backbone(views[0]))
+        feats = self.projector(self.backbone(views.large[0]))
         with torch.autocast(feats.device.type, enabled=False):
             f = F.normalize(feats.float(), dim=1)
             bank = self.memory.bank
@@ -134,6 +134,7 @@ class InstDisc(Method):
 
     def on_step_end(self, step: int, total_steps: int) -> None:
         """Write the batch's features into the memory bank (after the step, so the loss saw the old rows)."""
+        super().on_step_end(step, total_steps)
         if self._pending is None:
             return
         index, f = self._pending

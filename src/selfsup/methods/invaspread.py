@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from selfsup import dist
 from selfsup.config import Config
-from selfsup.methods.base import DataInfo, Method, MethodOutput
+from selfsup.methods.base import DataInfo, Method, MethodOutput, Views
 from selfsup.models.heads import mlp
 from selfsup.schema import knob
 
@@ -74,9 +74,9 @@ class InvaSpread(Method):
         super().__init__(cfg, info)
         self.projector = mlp(self.backbone.feature_dim, cfg.projector)
 
-    def forward(self, views: list[torch.Tensor], index: torch.Tensor) -> MethodOutput:
-        n = views[0].shape[0]
-        z = self.projector(self.backbone(torch.cat(views[:2])))
+    def forward(self, views: Views, index: torch.Tensor) -> MethodOutput:
+        n = views.large[0].shape[0]
+        z = self.projector(self.backbone(torch.cat(views.large)))
         with torch.autocast(z.device.type, enabled=False):
             z = F.normalize(z.float(), dim=1)
             f, f_hat = z[:n], z[n:]

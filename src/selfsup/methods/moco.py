@@ -40,8 +40,7 @@ from torch import nn
 from selfsup import dist
 from selfsup.config import Config
 from selfsup.errors import ConfigError
-from selfsup.methods.base import DataInfo, Method, MethodOutput
-from selfsup.methods.momentum import ema_update_, momentum_copy
+from selfsup.methods.base import DataInfo, Method, MethodOutput, Views
 from selfsup.models.heads import mlp
 from selfsup.schema import knob
 
@@ -112,7 +111,9 @@ def shuffle_bn_encode(encoder: nn.Module, x: torch.Tensor, perm: torch.Tensor, s
 class MoCo(Method):
     """MoCo v2 (an MLP projector and the v2 defaults in params/methods/moco.yaml).
 
-    The query encoder is ``backbone`` + ``projector``; the key encoder is their momentum copy.
+    The query encoder is ``backbone`` + ``projector``; the key encoder is their momentum copy, an
+    EMA of parameters only: its BatchNorm statistics are its own (facebookresearch/moco
+    moco/builder.py ``_momentum_update_key_encoder`` loops over ``parameters()``).
     """
 
     name = "moco"
@@ -140,8 +141,8 @@ class MoCo(Method):
                         "the query's own image among its negatives; consider -S queue_size=%d", k.queue_size,
                         info.n_images, max(cfg.batch_size, info.n_images // cfg.batch_size * cfg.batch_size))
         self.projector = mlp(self.backbone.feature_dim, cfg.projector)
-        self.key_backbone = momentum_copy(self.backbone)
-        self.key_projector = momentum_copy(self.projector)
+        self.key_backbone = self.momentum_copy(self.backbone, copy_buffers=False)
+        self.key_projector = self.momentum_copy(self.projector, copy_buffers=False)
         queue = F.normalize(torch.randn(k.queue_size, cfg.projector.out_dim), dim=1)
         self.register_buffer("queue", queue)
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
@@ -184,11 +185,12 @@ class MoCo(Method):
             return self.query_encoder()(x_q)
         return encode_per_group(self.query_encoder(), x_q.tensor_split(self.groups()))
 
-    def forward(self, views: list[torch.Tensor], index: torch.Tensor) -> MethodOutput:
-        views, hard = self.split_hard_negative(views)
-        q = self.queries(views[0])
-        k_all = self.keys(views[1])
-        b = views[0].shape[0]
+    def forward(self, views: Views, index: torch.Tensor) -> MethodOutput:
+        x_q, x_k = views.large
+        hard = views.hard_negative
+        q = self.queries(x_q)
+        k_all = self.keys(x_k)
+        b = x_q.shape[0]
         local = slice(dist.rank() * b, (dist.rank() + 1) * b)
         k = k_all[local]
         k_hard = self.keys(hard)[local] if hard is not None else None
@@ -199,10 +201,9 @@ class MoCo(Method):
                 self.shuffle_step += 1
         return MethodOutput({"loss": loss}, q.detach())
 
-    def on_step_end(self, step: int, total_steps: int) -> None:
-        m = self.knobs.momentum
-        ema_update_(self.key_backbone, self.backbone, m)
-        ema_update_(self.key_projector, self.projector, m)
+    def ema_momentum(self, step: int, total_steps: int) -> float:
+        """m of Eq. (2), constant."""
+        return self.knobs.momentum
 
 
 class MoCoV1(MoCo):

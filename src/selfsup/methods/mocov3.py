@@ -28,10 +28,10 @@ import torch.nn.functional as F
 from selfsup import dist
 from selfsup.config import Config
 from selfsup.config.image import ProjectorConfig
-from selfsup.methods.base import DataInfo, Method, MethodOutput
-from selfsup.methods.momentum import cosine_momentum, ema_update_, momentum_copy
+from selfsup.methods.base import DataInfo, Method, MethodOutput, Views
 from selfsup.models.heads import mlp
 from selfsup.models.vit import VisionTransformer
+from selfsup.schedules import cosine_momentum
 from selfsup.schema import knob
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,9 @@ class MoCoV3(Method):
     """Backbone + projector + predictor against a momentum backbone + projector; no queue.
 
     The predictor is a 2-layer MLP (``predictor_hidden_dim`` wide) whose hidden BatchNorm follows
-    ``projector.hidden_bn``, like the projector's.
+    ``projector.hidden_bn``, like the projector's. The momentum encoder is an EMA of parameters
+    only: its BatchNorm statistics are its own (facebookresearch/moco-v3 moco/builder.py
+    ``_update_momentum_encoder`` loops over ``parameters()``).
     """
 
     name = "mocov3"
@@ -93,11 +95,11 @@ class MoCoV3(Method):
         self.predictor = mlp(cfg.projector.out_dim, ProjectorConfig(
             layers=2, hidden_dim=k.predictor_hidden_dim, out_dim=cfg.projector.out_dim,
             hidden_bn=cfg.projector.hidden_bn, last_bn=k.predictor_last_bn))
-        self.key_backbone = momentum_copy(self.backbone)
-        self.key_projector = momentum_copy(self.projector)
+        self.key_backbone = self.momentum_copy(self.backbone, copy_buffers=False)
+        self.key_projector = self.momentum_copy(self.projector, copy_buffers=False)
 
-    def forward(self, views: list[torch.Tensor], index: torch.Tensor) -> MethodOutput:
-        x1, x2 = views[:2]
+    def forward(self, views: Views, index: torch.Tensor) -> MethodOutput:
+        x1, x2 = views.large
         q1 = self.predictor(self.projector(self.backbone(x1)))
         q2 = self.predictor(self.projector(self.backbone(x2)))
         with torch.no_grad():
@@ -107,12 +109,7 @@ class MoCoV3(Method):
                            temperature=self.knobs.temperature)
         return MethodOutput({"loss": loss}, q1.detach())
 
-    def momentum_at(self, step: int, total_steps: int) -> float:
+    def ema_momentum(self, step: int, total_steps: int) -> float:
         """The momentum applied after optimiser step ``step``: that of the reference code's update
         before the keys of step ``step + 1``."""
         return cosine_momentum(self.knobs.momentum, step + 1, total_steps)
-
-    def on_step_end(self, step: int, total_steps: int) -> None:
-        m = self.momentum_at(step, total_steps)
-        ema_update_(self.key_backbone, self.backbone, m)
-        ema_update_(self.key_projector, self.projector, m)

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from selfsup import dist
 from selfsup.config import Config
 from selfsup.errors import ConfigError
-from selfsup.methods.base import DataInfo, Method, MethodOutput
+from selfsup.methods.base import DataInfo, Method, MethodOutput, Views
 from selfsup.models.heads import mlp
 from selfsup.schema import knob
 
@@ -140,10 +140,10 @@ class SimCLR(Method):
             return margin_triplet(z, candidates, offset, k.margin)
         return nt_xent(z, candidates, offset, k.temperature)
 
-    def forward(self, views: list[torch.Tensor], index: torch.Tensor) -> MethodOutput:
-        views, hard = self.split_hard_negative(views)
-        n = views[0].shape[0]
-        z = self.projector(self.backbone(torch.cat(views[:2] + ([hard] if hard is not None else []))))
+    def forward(self, views: Views, index: torch.Tensor) -> MethodOutput:
+        hard = views.hard_negative
+        n = views.large[0].shape[0]
+        z = self.projector(self.backbone(torch.cat(views.large + ([hard] if hard is not None else []))))
         z, z_hard = z[: 2 * n], (z[2 * n :] if hard is not None else None)
         everything = dist.gather_with_grad(z)
         offset = dist.rank() * z.shape[0]

@@ -36,8 +36,7 @@ from torch import nn
 from selfsup import dist
 from selfsup.config import Config
 from selfsup.errors import ConfigError
-from selfsup.methods.base import DataInfo, Method, MethodOutput
-from selfsup.methods.momentum import ema_update_, momentum_copy
+from selfsup.methods.base import DataInfo, Method, MethodOutput, Views
 from selfsup.methods.simclr import nt_xent
 from selfsup.models.heads import mlp
 from selfsup.schema import knob
@@ -54,7 +53,12 @@ def projector_blocks(head: nn.Sequential) -> nn.Sequential:
 
 
 class SimCLRv2(Method):
-    """Backbone + 3-layer projector; NT-Xent, optionally against a momentum encoder's keys."""
+    """Backbone + 3-layer projector; NT-Xent, optionally against a momentum encoder's keys.
+
+    The momentum encoder is an EMA of parameters only, its BatchNorm statistics its own: the released
+    code (google-research/simclr tf2) has no momentum encoder, so MoCo's is followed
+    (facebookresearch/moco moco/builder.py ``_momentum_update_key_encoder``).
+    """
 
     name = "simclrv2"
 
@@ -74,11 +78,11 @@ class SimCLRv2(Method):
                               f"{cfg.projector.layers} (0 evaluates the backbone itself)")
         self.projector = projector_blocks(mlp(self.backbone.feature_dim, cfg.projector))
         if self.knobs.momentum_encoder:
-            self.key_backbone = momentum_copy(self.backbone)
-            self.key_projector = momentum_copy(self.projector)
+            self.key_backbone = self.momentum_copy(self.backbone, copy_buffers=False)
+            self.key_projector = self.momentum_copy(self.projector, copy_buffers=False)
 
-    def forward(self, views: list[torch.Tensor], index: torch.Tensor) -> MethodOutput:
-        x = torch.cat(views[:2])
+    def forward(self, views: Views, index: torch.Tensor) -> MethodOutput:
+        x = torch.cat(views.large)
         z = self.projector(self.backbone(x))
         if self.knobs.momentum_encoder:
             with torch.no_grad():
@@ -88,12 +92,11 @@ class SimCLRv2(Method):
         candidates = dist.gather_with_grad(keys)
         loss = nt_xent(z.float(), candidates.float(), offset=dist.rank() * z.shape[0],
                        temperature=self.knobs.temperature)
-        return MethodOutput({"loss": loss}, z[: views[0].shape[0]].detach())
+        return MethodOutput({"loss": loss}, z[: views.large[0].shape[0]].detach())
 
-    def on_step_end(self, step: int, total_steps: int) -> None:
-        if self.knobs.momentum_encoder:
-            ema_update_(self.key_backbone, self.backbone, self.knobs.momentum)
-            ema_update_(self.key_projector, self.projector, self.knobs.momentum)
+    def ema_momentum(self, step: int, total_steps: int) -> float:
+        """m of the momentum encoder, constant (Sec. 3)."""
+        return self.knobs.momentum
 
     def feature_extractor(self) -> nn.Module:
         """The backbone followed by the first ``eval_from_layer`` projector blocks."""

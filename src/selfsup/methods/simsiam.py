@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from selfsup.config import Config
 from selfsup.config.image import ProjectorConfig
-from selfsup.methods.base import DataInfo, Method, MethodOutput
+from selfsup.methods.base import DataInfo, Method, MethodOutput, Views
 from selfsup.models.heads import mlp
 from selfsup.schema import knob
 
@@ -63,9 +63,9 @@ class SimSiam(Method):
         self.predictor = mlp(d, ProjectorConfig(layers=2, hidden_dim=self.knobs.predictor_hidden_dim, out_dim=d,
                                                 hidden_bn=True, last_bn=False))
 
-    def forward(self, views: list[torch.Tensor], index: torch.Tensor) -> MethodOutput:
-        n = views[0].shape[0]
-        z = self.projector(self.backbone(torch.cat(views[:2])))
+    def forward(self, views: Views, index: torch.Tensor) -> MethodOutput:
+        n = views.large[0].shape[0]
+        z = self.projector(self.backbone(torch.cat(views.large)))
         p = self.predictor(z)
         z, p = z.float(), p.float()
         loss = simsiam_loss(p[:n], p[n:], z[:n], z[n:], self.knobs.stop_gradient)

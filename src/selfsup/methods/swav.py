@@ -32,7 +32,7 @@ from torch import nn
 
 from selfsup import dist
 from selfsup.config import Config
-from selfsup.methods.base import DataInfo, Method, MethodOutput
+from selfsup.methods.base import DataInfo, Method, MethodOutput, Views
 from selfsup.models.heads import mlp
 from selfsup.schema import knob
 
@@ -130,15 +130,15 @@ class SwAV(Method):
         """Project every prototype c_k back onto the unit sphere (done before each forward)."""
         self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=1))
 
-    def embed(self, views: list[torch.Tensor]) -> torch.Tensor:
+    def embed(self, views: Views) -> torch.Tensor:
         """l2-normalised projections of all crops, stacked crop by crop: (n_crops * B, D).
 
         The backbone runs once per resolution (large crops, then small crops), the projector
         once on everything, as in the released code.
         """
-        feats = [self.backbone(torch.cat(views[:2]))]
-        if len(views) > 2:
-            feats.append(self.backbone(torch.cat(views[2:])))
+        feats = [self.backbone(torch.cat(views.large))]
+        if views.small:
+            feats.append(self.backbone(torch.cat(views.small)))
         return F.normalize(self.projector(torch.cat(feats)).float(), dim=1)
 
     def queue_active(self) -> bool:
@@ -175,9 +175,9 @@ class SwAV(Method):
         self.queue_ptr.copy_((self.queue_ptr + m) % length)
         self.queue_filled.copy_(torch.clamp(self.queue_filled + m, max=length))
 
-    def forward(self, views: list[torch.Tensor], index: torch.Tensor) -> MethodOutput:
+    def forward(self, views: Views, index: torch.Tensor) -> MethodOutput:
         self.normalize_prototypes()
-        n = views[0].shape[0]
+        n = views.large[0].shape[0]
         z = self.embed(views)
         with torch.autocast(z.device.type, enabled=False):  # float32 scores: Sinkhorn exponentiates them / 0.05
             scores = list(self.prototypes(z).split(n))
@@ -193,4 +193,5 @@ class SwAV(Method):
             self.prototypes.weight.grad = None
 
     def on_step_end(self, step: int, total_steps: int) -> None:
+        super().on_step_end(step, total_steps)
         self.steps_done.fill_(step + 1)

@@ -27,7 +27,7 @@ CONFIG_MODULES = (*sorted(str(p.relative_to(REPO)) for p in (SRC / "selfsup/conf
                   "src/selfsup/params.py", "src/selfsup/schema.py", "src/selfsup/stage_config.py")
 
 
-def _module_file(name: str) -> Path | None:
+def module_file(name: str) -> Path | None:
     base = SRC / Path(*name.split("."))
     for candidate in (base.with_suffix(".py"), base / "__init__.py"):
         if candidate.is_file():
@@ -52,7 +52,7 @@ def _imports(path: Path) -> set[str]:
         else:
             continue
         for name in names:
-            if name.split(".")[0] == "selfsup" and _module_file(name) is not None:
+            if name.split(".")[0] == "selfsup" and module_file(name) is not None:
                 found.update(_package_chain(name))
     if path.name == "__init__.py" and "pkgutil.iter_modules(__path__)" in path.read_text():
         package = ".".join(path.parent.relative_to(SRC).parts)
@@ -61,7 +61,7 @@ def _imports(path: Path) -> set[str]:
 
 
 def _rel(name: str) -> str:
-    return str(_module_file(name).relative_to(REPO))
+    return str(module_file(name).relative_to(REPO))
 
 
 def import_closure(script: Path, stop: tuple[str, ...] = ()) -> set[str]:
@@ -76,7 +76,7 @@ def import_closure(script: Path, stop: tuple[str, ...] = ()) -> set[str]:
         if name in seen or _rel(name) in stop:
             continue
         seen.add(name)
-        todo.extend(_imports(_module_file(name)))
+        todo.extend(_imports(module_file(name)))
     return {_rel(n) for n in seen}
 
 

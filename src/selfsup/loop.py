@@ -46,6 +46,7 @@ from selfsup.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from selfsup.config.image import TrainConfig
 from selfsup.errors import ConfigError, TrainingError
 from selfsup.tracking import Tracker
 
@@ -59,6 +60,18 @@ def pick_device(kind: str) -> str:
     if kind == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return kind
+
+
+def start_process(train: TrainConfig, seed: int, global_batch: int, batch_param: str) -> torch.device:
+    """This process's device, joining the torchrun group when launched by it; sets ``train.threads`` and
+    the seed. A global batch the processes cannot split evenly is refused, naming ``batch_param``."""
+    device = dist.init(pick_device(train.device))
+    if global_batch % dist.world_size():
+        raise ConfigError(f"{batch_param}={global_batch} must be divisible by the {dist.world_size()} processes")
+    if train.threads:
+        torch.set_num_threads(train.threads)
+    torch.manual_seed(seed)
+    return device
 
 
 def collapse_std(z: torch.Tensor) -> torch.Tensor:

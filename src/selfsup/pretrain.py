@@ -1,10 +1,11 @@
-"""The ``pretrain`` stage's library function: train, then write the model, curves and run id.
+"""The ``pretrain`` stage's library function: train through the loop, then write the model, curves and run id.
 
-Outputs in ``out_dir``: ``model.pt`` (the method's weights and state, and the config that built it),
-``history.csv`` (per-epoch loss and collapse diagnostic, a DVC plot) and ``loss.png``, ``metrics.json`` (final
-loss and collapse diagnostic), ``config.yaml`` (the resolved config) and ``run.json`` (the MLflow
-run that ``evaluate`` continues). The checkpoint lives in ``checkpoint_dir`` (a persistent DVC
-output), so a killed run resumes where it stopped.
+Outputs (see :mod:`selfsup.run_outputs`): ``model.pt`` (the method's weights and state, and the config
+that built it), ``history.csv`` (per epoch: the loss and its terms, the collapse diagnostic and the
+scheduled values; a DVC plot), ``loss.png``, ``metrics.json`` (final loss and collapse diagnostic),
+``config.yaml`` (the resolved config) and ``run.json`` (the MLflow run that ``evaluate`` continues).
+The checkpoint lives in ``checkpoint_dir`` (scratch state, in neither git nor DVC), so a killed run
+resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -17,11 +18,9 @@ from typing import Any
 
 from selfsup import dist
 from selfsup.config import Config
-from selfsup.figures.curves import plot_history
-from selfsup.io import atomic_write_text, write_json
 from selfsup.methods import Method
 from selfsup.model_file import save_model_file
-from selfsup.params import save_config
+from selfsup.run_outputs import write_run_outputs
 from selfsup.train import image_loop
 
 log = logging.getLogger(__name__)
@@ -73,19 +72,7 @@ def pretrain(cfg: Config, data_dir: Path, out_dir: Path, checkpoint_dir: Path, t
         metrics = {"loss": last.get("loss", math.nan), "collapse_std": last.get("collapse_std", math.nan),
                    "collapse_std_x_sqrt_d": last.get("collapse_std", math.nan) * math.sqrt(loop.task.embed_dim),
                    "steps": loop.step, "epochs": cfg.epochs}
-        if dist.is_main():
-            save_model(model_dir / "model.pt", loop.task.method, cfg)
-            atomic_write_text(out_dir / "history.csv", history.to_csv())
-            plot_history(history.rows, model_dir / "loss.png", f"{cfg.method} on {cfg.dataset}",
-                         list(loop.task.scheduled_values(0)))
-            write_json(out_dir / "metrics.json", metrics)
-            save_config(cfg, out_dir / "config.yaml")
-            write_json(model_dir / "run.json", {"run_id": loop.run_id or "", "tracking": bool(tracker)})
-            if tracker:
-                tracker.log_metrics({f"train/final_{k}": v for k, v in metrics.items()}, step=loop.step)
-                for path in (out_dir / "config.yaml", out_dir / "history.csv", model_dir / "loss.png",
-                             model_dir / "model.pt"):
-                    tracker.log_artifact(path)
-                tracker.finish()
+        write_run_outputs(loop, tracker, cfg, metrics, f"{cfg.method} on {cfg.dataset}", out_dir, model_dir,
+                          model_dir / "model.pt", lambda path: save_model(path, loop.task.method, cfg))
     dist.shutdown()
     return metrics

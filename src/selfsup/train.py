@@ -22,7 +22,7 @@ from selfsup.augment.views import ViewGenerator
 from selfsup.config import Config
 from selfsup.data.store import images_tensor, load_meta, pretraining_images
 from selfsup.errors import ConfigError, DataError
-from selfsup.loop import Loop, Optimisation, StepOutput, TrainingTask, pick_device
+from selfsup.loop import Loop, Optimisation, StepOutput, TrainingTask, start_process
 from selfsup.methods import DataInfo, Method, build_method
 from selfsup.optim import build_optimizer
 from selfsup.schedules import lr_schedule, scaled_lr
@@ -36,13 +36,8 @@ class ImagePretraining(TrainingTask):
     def __init__(self, cfg: Config, data_dir: Path, backgrounds_dir: Path | None = None) -> None:
         self.cfg = cfg
         self.name = f"pretrain {cfg.method}"
-        self.device = dist.init(pick_device(cfg.train.device))
+        self.device = start_process(cfg.train, cfg.seed, cfg.batch_size, "batch_size")
         self.world = dist.world_size()
-        if cfg.batch_size % self.world:
-            raise ConfigError(f"batch_size={cfg.batch_size} must be divisible by the {self.world} processes")
-        if cfg.train.threads:
-            torch.set_num_threads(cfg.train.threads)
-        torch.manual_seed(cfg.seed)
 
         meta = load_meta(data_dir)
         self.images = images_tensor(pretraining_images(data_dir))

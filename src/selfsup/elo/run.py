@@ -27,10 +27,8 @@ from selfsup.elo.train import elo_loop
 from selfsup.errors import DataError
 from selfsup.eval.evaluate import probe
 from selfsup.eval.zipf import kl_divergence, ranked_masses, zipf_prior
-from selfsup.figures.curves import plot_history
-from selfsup.io import atomic_write_text, write_json
 from selfsup.model_file import load_model_file, save_model_file
-from selfsup.params import save_config
+from selfsup.run_outputs import write_run_outputs
 
 log = logging.getLogger(__name__)
 MODEL = "rgb.pt"
@@ -63,18 +61,9 @@ def elo_pretrain(cfg: Config, features_dir: Path, out_dir: Path, checkpoint_dir:
         last = history.rows[-1]
         metrics = {"loss": last["loss"], "collapse_std": last.get("collapse_std", math.nan),
                    "epochs": cfg.elo.epochs, "seconds": loop.seconds}
-        if dist.is_main():
-            save_model_file(out_dir / MODEL, cfg, loop.task.model.rgb.state_dict())
-            atomic_write_text(out_dir / "history.csv", history.to_csv())
-            plot_history(history.rows, out_dir / "loss.png", f"ELo ({'+'.join(cfg.elo.weights.built())})",
-                          list(loop.task.scheduled_values(0)))
-            write_json(out_dir / "metrics.json", metrics)
-            save_config(cfg, out_dir / "config.yaml")
-            write_json(out_dir / "run.json", {"run_id": loop.run_id or "", "tracking": bool(tracker)})
-            if tracker:
-                for name in ("config.yaml", "history.csv", "loss.png"):
-                    tracker.log_artifact(out_dir / name)
-                tracker.finish()
+        title = f"ELo ({'+'.join(cfg.elo.weights.built())})"
+        write_run_outputs(loop, tracker, cfg, metrics, title, out_dir, out_dir, out_dir / MODEL,
+                          lambda path: save_model_file(path, cfg, loop.task.model.rgb.state_dict()))
     dist.shutdown()
     return metrics
 

@@ -34,7 +34,7 @@ from selfsup.elo.model import EloModel
 from selfsup.elo.networks import VideoEncoder
 from selfsup.elo.tasks import predict_split
 from selfsup.errors import ConfigError, DataError
-from selfsup.loop import Loop, Optimisation, StepOutput, TrainingTask, collapse_std, pick_device
+from selfsup.loop import Loop, Optimisation, StepOutput, TrainingTask, collapse_std, start_process
 from selfsup.schema import to_dict
 
 COLLAPSE_CLIPS = 128  # clips whose RGB embeddings give the per-epoch collapse diagnostic
@@ -100,13 +100,8 @@ class EloTraining(TrainingTask):
         elo = cfg.elo
         self.cfg = cfg
         self.name = "elo"
-        self.device = dist.init(pick_device(cfg.train.device))
+        self.device = start_process(cfg.train, cfg.seed, elo.batch_size, "elo.batch_size")
         self.world = dist.world_size()
-        if elo.batch_size % self.world:
-            raise ConfigError(f"elo.batch_size={elo.batch_size} must be divisible by the {self.world} processes")
-        if cfg.train.threads:
-            torch.set_num_threads(cfg.train.threads)
-        torch.manual_seed(cfg.seed)
         self.model = EloModel(cfg.elo).to(self.device)
         self.data = _prepare(self.model.inputs, frames, flow, logmel, elo.input_size)
         n, t = frames.shape[:2]

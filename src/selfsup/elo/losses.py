@@ -25,7 +25,10 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from selfsup.precision import float32_loss
 
+
+@float32_loss
 def reconstruction_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean squared error between a decoded clip and its target, same shape (B, C, T, ...).
 
@@ -35,6 +38,7 @@ def reconstruction_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch
     return F.mse_loss(prediction, target)
 
 
+@float32_loss
 def binary_task_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy of logits (B,) against labels (B,) in {0, 1}, averaged.
 
@@ -44,6 +48,7 @@ def binary_task_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
     return F.binary_cross_entropy_with_logits(logits, labels.to(logits))
 
 
+@float32_loss
 def info_nce(anchors: torch.Tensor, candidates: torch.Tensor, temperature: float = 0.1,
              offset: int = 0) -> torch.Tensor:
     """InfoNCE of ``anchors`` (B, D) against ``candidates`` (N, D) of another modality, averaged.
@@ -59,6 +64,7 @@ def info_nce(anchors: torch.Tensor, candidates: torch.Tensor, temperature: float
     return F.cross_entropy(a @ c.T / temperature, target)
 
 
+@float32_loss
 def distill_loss(student: Sequence[torch.Tensor | None], teacher: Sequence[torch.Tensor | None],
                  layer_weights: Sequence[float]) -> torch.Tensor:
     """sum_l w_l mean((student_l - teacher_l)^2) over the stages with w_l > 0.

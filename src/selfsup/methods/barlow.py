@@ -21,6 +21,7 @@ from selfsup import dist
 from selfsup.config import Config
 from selfsup.methods.base import DataInfo, Method, MethodOutput, Views
 from selfsup.models.heads import mlp
+from selfsup.precision import float32_loss
 from selfsup.schema import knob
 
 
@@ -29,6 +30,7 @@ def standardize(z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     return (z - z.mean(0)) / torch.sqrt(z.var(0, unbiased=False) + eps)
 
 
+@float32_loss
 def barlow_twins(z_a: torch.Tensor, z_b: torch.Tensor, lambda_: float = 5.1e-3) -> torch.Tensor:
     """Barlow Twins loss (Eq. 1) for embeddings ``z_a``, ``z_b`` of shape (N, D)."""
     n = z_a.shape[0]

@@ -35,12 +35,14 @@ from selfsup.config import Config
 from selfsup.methods.base import DataInfo, Method, MethodOutput, Views
 from selfsup.models.backbones import build_backbone
 from selfsup.models.heads import mlp
+from selfsup.precision import float32_loss
 from selfsup.schedules import cosine_momentum
 from selfsup.schema import knob
 
 HEAD_NORM = {"bn": None, "gn_ws": "gn", "none": "none"}
 
 
+@float32_loss
 def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """BYOL's symmetrised loss (Eq. 2, summed over both view orders), averaged over images.
 

@@ -38,6 +38,7 @@ from selfsup.methods.base import DataInfo, Method, MethodOutput, Views
 from selfsup.methods.memory_bank import MemoryBank
 from selfsup.models.backbones import build_backbone, standardize_conv_weights
 from selfsup.models.heads import mlp
+from selfsup.precision import float32_loss
 from selfsup.schema import knob
 
 # Reference code's normalisation of Lab: L in [0, 100], a in [-86.183, 98.233], b in
@@ -46,6 +47,7 @@ LAB_MEAN = ((0 + 100) / 2, (-86.183 + 98.233) / 2, (-107.857 + 94.478) / 2)
 LAB_SCALE = ((100 - 0) / 2, (86.183 + 98.233) / 2, (107.857 + 94.478) / 2)
 
 
+@float32_loss
 def lab_views(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The L (B, 1, H, W) and ab (B, 2, H, W) views of RGB images in [0, 1], each in about [-1, 1]."""
     lab = kornia.color.rgb_to_lab(rgb.float().clamp(0.0, 1.0))
@@ -55,6 +57,7 @@ def lab_views(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return lab[:, :1], lab[:, 1:]
 
 
+@float32_loss
 def cross_view_loss(anchor: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor,
                     temperature: float = 0.07) -> torch.Tensor:
     """L_contrast^{V1,V2} of Tian et al. Eq. (2) with k sampled negatives, averaged over anchors.
@@ -69,6 +72,7 @@ def cross_view_loss(anchor: torch.Tensor, positive: torch.Tensor, negatives: tor
     return F.cross_entropy(logits, torch.zeros(len(anchor), dtype=torch.long, device=anchor.device))
 
 
+@float32_loss
 def in_batch_cross_view_loss(anchor: torch.Tensor, candidates: torch.Tensor, offset: int = 0,
                              temperature: float = 0.07) -> torch.Tensor:
     """L_contrast^{V1,V2} of Tian et al. Eq. (2) with the batch as negatives (InfoNCE), averaged.

@@ -53,6 +53,7 @@ from selfsup.config import Config
 from selfsup.errors import ConfigError
 from selfsup.methods.base import DataInfo, Method, MethodOutput, Views
 from selfsup.models.backbones import build_backbone
+from selfsup.precision import float32_loss
 from selfsup.schema import knob
 
 # Rotation (``torch.rot90`` quarter turns of the (rows, cols) grid) that makes each prediction
@@ -60,6 +61,7 @@ from selfsup.schema import knob
 ROTATIONS = (0, 2, 1, 3)
 
 
+@float32_loss
 def cpc_infonce(predictions: torch.Tensor, targets: torch.Tensor, offset: int = 0) -> torch.Tensor:
     """InfoNCE (CPC Eq. 4) with the log-bilinear score of Eq. 3, averaged over the predictions.
 
@@ -222,7 +224,7 @@ class CPC(Method):
                                                 offset=dist.rank() * target.shape[0]))
         per_step = torch.stack([torch.stack(t).mean() for t in terms])
         losses = {"loss": per_step.mean(), **{f"infonce_k{k + 1}": v for k, v in enumerate(per_step)}}
-        return MethodOutput(losses, z.mean((2, 3)).detach())
+        return MethodOutput(losses, z.float().mean((2, 3)).detach())
 
     def feature_extractor(self) -> nn.Module:
         return PatchPooledEncoder(self.backbone, self.knobs.patch_size, self.knobs.patch_stride)

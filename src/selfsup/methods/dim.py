@@ -58,6 +58,7 @@ from selfsup.config import Config
 from selfsup.errors import ConfigError
 from selfsup.methods.base import DataInfo, Method, MethodOutput, Views
 from selfsup.models.heads import mlp
+from selfsup.precision import float32_loss, full_precision
 from selfsup.schema import knob
 
 ESTIMATORS = ("jsd", "infonce", "dv")
@@ -102,11 +103,13 @@ def dv_mi(scores: torch.Tensor, offset: int = 0) -> torch.Tensor:
     return scores[pos].mean() - (torch.logsumexp(neg, 0) - math.log(neg.numel()))
 
 
+@float32_loss
 def mi_estimate(scores: torch.Tensor, estimator: str, offset: int = 0) -> torch.Tensor:
     """The MI estimate named by ``estimator`` (``jsd``, ``infonce`` or ``dv``) of a score tensor."""
     return {"jsd": jsd_mi, "infonce": infonce_mi, "dv": dv_mi}[estimator](scores, offset)
 
 
+@float32_loss
 def prior_discriminator_loss(d_prior: torch.Tensor, d_encoded: torch.Tensor) -> torch.Tensor:
     """The discriminator's side of DIM Eq. 7 (its objective negated), with D = sigmoid(logit):
 
@@ -115,6 +118,7 @@ def prior_discriminator_loss(d_prior: torch.Tensor, d_encoded: torch.Tensor) -> 
     return F.softplus(-d_prior).mean() + F.softplus(d_encoded).mean()
 
 
+@float32_loss
 def prior_encoder_loss(d_encoded: torch.Tensor) -> torch.Tensor:
     """The encoder's side of DIM Eq. 7 in the non-saturating form of Goodfellow et al. (2014):
     -E_P[log D(E(x))] = E_P[sp(-logit(E(x)))]."""
@@ -196,23 +200,26 @@ class DIM(Method):
     def forward(self, views: Views, index: torch.Tensor) -> MethodOutput:
         k = self.knobs
         fmap = self.backbone.feature_map(views.large[0])
-        y = self.global_head(fmap.mean((2, 3)))
+        y = self.global_head(fmap.float().mean((2, 3)))
         offset = dist.rank() * y.shape[0]
         losses: dict[str, torch.Tensor] = {}
         total = y.new_zeros((), dtype=torch.float32)
         if k.beta > 0:
-            local = dist.gather_with_grad(self.local_critic(fmap).flatten(2).float())  # (N, U, P)
-            glob = self.local_global_critic(y).float()                                  # (n, U)
-            scores = torch.einsum("iup,ju->ijp", local, glob) / math.sqrt(k.score_dim)
+            local = dist.gather_with_grad(self.local_critic(fmap).flatten(2))  # (N, U, P)
+            glob = self.local_global_critic(y)                                  # (n, U)
+            with full_precision(y):
+                scores = torch.einsum("iup,ju->ijp", local.float(), glob.float()) / math.sqrt(k.score_dim)
             losses["mi_local"] = mi_estimate(scores, k.estimator, offset)
             total = total - k.beta * losses["mi_local"]
         if k.alpha > 0:
-            flat = dist.gather_with_grad(self.map_critic(fmap.flatten(1)).float())       # (N, U)
-            scores = (flat @ self.map_global_critic(y).float().T)[..., None] / math.sqrt(k.score_dim)  # (N, n, 1)
+            flat = dist.gather_with_grad(self.map_critic(fmap.flatten(1)))       # (N, U)
+            glob = self.map_global_critic(y)                                      # (n, U)
+            with full_precision(y):
+                scores = (flat.float() @ glob.float().T)[..., None] / math.sqrt(k.score_dim)  # (N, n, 1)
             losses["mi_global"] = mi_estimate(scores, k.estimator, offset)
             total = total - k.alpha * losses["mi_global"]
         if k.gamma > 0:
-            prior = torch.rand_like(y)
+            prior = torch.rand_like(y, dtype=torch.float32)
             losses["prior_disc"] = prior_discriminator_loss(self.discriminator(prior).float(),
                                                             self.discriminator(y.detach()).float())
             frozen = {name: p.detach() for name, p in self.discriminator.named_parameters()}

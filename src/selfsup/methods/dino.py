@@ -37,10 +37,12 @@ from selfsup.config.image import ProjectorConfig
 from selfsup.methods.base import DataInfo, Method, MethodOutput, Views
 from selfsup.models.backbones import build_backbone
 from selfsup.models.heads import norm_1d
+from selfsup.precision import float32_loss
 from selfsup.schedules import cosine_momentum
 from selfsup.schema import knob
 
 
+@float32_loss
 def dino_loss(student_out: list[torch.Tensor], teacher_out: list[torch.Tensor], center: torch.Tensor,
               student_temp: float = 0.1, teacher_temp: float = 0.04) -> torch.Tensor:
     """DINO's cross-entropy (Eq. 3 and Algorithm 1) between teacher and student crops.

@@ -35,15 +35,18 @@ from selfsup.config import Config
 from selfsup.methods.base import DataInfo, Method, MethodOutput, Views
 from selfsup.methods.memory_bank import MemoryBank
 from selfsup.models.heads import mlp
+from selfsup.precision import float32_loss
 from selfsup.schema import knob
 
 
+@float32_loss
 def estimate_z(f: torch.Tensor, noise: torch.Tensor, n: int, temperature: float) -> torch.Tensor:
     """Monte-Carlo estimate of the normaliser (Wu et al. Eq. 7): ``n`` times the mean of
     exp(v_j^T f_i / tau) over the anchors ``f`` (B, d) and their noise rows ``noise`` (B, m, d)."""
     return n * torch.exp(torch.einsum("bd,bmd->bm", f, noise) / temperature).mean()
 
 
+@float32_loss
 def nce_loss(f: torch.Tensor, positive: torch.Tensor, noise: torch.Tensor, z: float | torch.Tensor, n: int,
              temperature: float = 0.07) -> torch.Tensor:
     """NCE loss of Wu et al. Eq. (3)-(6), averaged over the anchors.
@@ -68,6 +71,7 @@ def nce_loss(f: torch.Tensor, positive: torch.Tensor, noise: torch.Tensor, z: fl
     return -(log_h_pos + log_one_minus_h_noise.sum(1)).mean()
 
 
+@float32_loss
 def instance_softmax_loss(f: torch.Tensor, bank: torch.Tensor, index: torch.Tensor,
                           temperature: float = 0.07) -> torch.Tensor:
     """-log P(i | f_i) with the full non-parametric softmax over the bank (Wu et al. Eq. 2), averaged.
@@ -77,6 +81,7 @@ def instance_softmax_loss(f: torch.Tensor, bank: torch.Tensor, index: torch.Tens
     return F.cross_entropy(f @ bank.T / temperature, index)
 
 
+@float32_loss
 def proximal_term(f: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
     """||v_i^(t) - v_i^(t-1)||^2 of Wu et al. Eq. (8), averaged over the batch: the current features
     ``f`` (B, d) against their memory entries ``previous`` (B, d) from the last visit."""

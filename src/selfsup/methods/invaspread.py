@@ -31,9 +31,11 @@ from selfsup import dist
 from selfsup.config import Config
 from selfsup.methods.base import DataInfo, Method, MethodOutput, Views
 from selfsup.models.heads import mlp
+from selfsup.precision import float32_loss
 from selfsup.schema import knob
 
 
+@float32_loss
 def invariance_spreading_loss(f: torch.Tensor, f_hat: torch.Tensor, weights: torch.Tensor | None = None,
                               offset: int = 0, temperature: float = 0.1) -> torch.Tensor:
     """Ye et al. Eq. (5) for the local instances, divided by their number.

@@ -42,11 +42,13 @@ from selfsup.config import Config
 from selfsup.errors import ConfigError
 from selfsup.methods.base import DataInfo, Method, MethodOutput, Views
 from selfsup.models.heads import mlp
+from selfsup.precision import float32_loss
 from selfsup.schema import knob
 
 log = logging.getLogger(__name__)
 
 
+@float32_loss
 def moco_infonce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float = 0.2,
                  hard_negatives: torch.Tensor | None = None) -> torch.Tensor:
     """InfoNCE of MoCo Eq. (1), averaged over the N queries.

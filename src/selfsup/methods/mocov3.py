@@ -31,12 +31,14 @@ from selfsup.config.image import ProjectorConfig
 from selfsup.methods.base import DataInfo, Method, MethodOutput, Views
 from selfsup.models.heads import mlp
 from selfsup.models.vit import VisionTransformer
+from selfsup.precision import float32_loss
 from selfsup.schedules import cosine_momentum
 from selfsup.schema import knob
 
 log = logging.getLogger(__name__)
 
 
+@float32_loss
 def mocov3_ctr(q: torch.Tensor, k: torch.Tensor, offset: int = 0, temperature: float = 0.2) -> torch.Tensor:
     """``ctr`` of MoCo v3 Algorithm 1: InfoNCE of queries against a batch of keys, scaled by 2 tau.
 
@@ -52,6 +54,7 @@ def mocov3_ctr(q: torch.Tensor, k: torch.Tensor, offset: int = 0, temperature: f
     return F.cross_entropy(q @ k.T / temperature, labels) * (2 * temperature)
 
 
+@float32_loss
 def mocov3_loss(q1: torch.Tensor, q2: torch.Tensor, k1: torch.Tensor, k2: torch.Tensor, offset: int = 0,
                 temperature: float = 0.2) -> torch.Tensor:
     """The symmetrised loss of MoCo v3 Algorithm 1: ctr(q1, k2) + ctr(q2, k1)."""

@@ -35,11 +35,13 @@ from selfsup.config import Config
 from selfsup.errors import ConfigError
 from selfsup.methods.base import DataInfo, Method, MethodOutput, Views
 from selfsup.models.heads import mlp
+from selfsup.precision import float32_loss
 from selfsup.schema import knob
 
 OBJECTIVES = ("nt_xent", "nt_logistic", "margin_triplet")
 
 
+@float32_loss
 def nt_xent(z: torch.Tensor, candidates: torch.Tensor | None = None, offset: int = 0,
             temperature: float = 0.5, hard_negatives: torch.Tensor | None = None) -> torch.Tensor:
     """NT-Xent (SimCLR Eq. 1) averaged over the anchors in ``z``.
@@ -86,6 +88,7 @@ def _positives_and_negatives(z: torch.Tensor, candidates: torch.Tensor | None,
     return sim.gather(1, positive_idx[:, None]).squeeze(1), sim, ~not_negative
 
 
+@float32_loss
 def nt_logistic(z: torch.Tensor, candidates: torch.Tensor | None = None, offset: int = 0,
                 temperature: float = 0.5) -> torch.Tensor:
     """NT-Logistic (SimCLR Table 2), as a loss averaged over the anchors in ``z``.
@@ -98,6 +101,7 @@ def nt_logistic(z: torch.Tensor, candidates: torch.Tensor | None = None, offset:
     return (F.softplus(-positive / temperature) + negative_term).mean()
 
 
+@float32_loss
 def margin_triplet(z: torch.Tensor, candidates: torch.Tensor | None = None, offset: int = 0,
                    margin: float = 0.4) -> torch.Tensor:
     """Margin triplet loss (SimCLR Table 2), averaged over anchors and their negatives.

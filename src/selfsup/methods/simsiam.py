@@ -32,9 +32,11 @@ from selfsup.config import Config
 from selfsup.config.image import ProjectorConfig
 from selfsup.methods.base import DataInfo, Method, MethodOutput, Views
 from selfsup.models.heads import mlp
+from selfsup.precision import float32_loss
 from selfsup.schema import knob
 
 
+@float32_loss
 def simsiam_loss(p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor,
                  stop_gradient: bool = True) -> torch.Tensor:
     """SimSiam Eq. (4): D(p1, sg(z2))/2 + D(p2, sg(z1))/2, D = -cos, averaged over the batch.

@@ -34,10 +34,12 @@ from selfsup import dist
 from selfsup.config import Config
 from selfsup.methods.base import DataInfo, Method, MethodOutput, Views
 from selfsup.models.heads import mlp
+from selfsup.precision import float32_loss
 from selfsup.schema import knob
 
 
 @torch.no_grad()
+@float32_loss
 def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, iterations: int = 3) -> torch.Tensor:
     """SwAV codes (Eq. 3, Appendix A.1 / Algorithm 1) of the prototype scores ``z . c``.
 
@@ -74,6 +76,7 @@ def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, iterations: int = 3) -
     return (q * count).T
 
 
+@float32_loss
 def swapped_prediction_loss(scores: list[torch.Tensor], codes: list[torch.Tensor],
                             temperature: float = 0.1) -> torch.Tensor:
     """SwAV's swapped prediction loss (Eq. 1-2) over multi-crop views.

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from selfsup.config.image import OptimConfig
-from selfsup.optim import LARS, build_optimizer, param_groups
-from selfsup.schedules import cosine_momentum, scaled_lr, warmup_cosine, warmup_steps
+from selfsup.optim import LARS, build_optimizer, param_groups, set_hyperparameters
+from selfsup.schedules import cosine_momentum, scaled_lr, warmup_cosine, warmup_steps, weight_decay_schedule
 
 # -- schedules -------------------------------------------------------------------------------------
 
@@ -171,3 +171,42 @@ def test_build_optimizer(name: str, cls: type) -> None:
         assert "lars" not in opt.param_groups[0]
     else:
         assert opt.param_groups[0]["betas"] == (0.8, 0.9)
+
+
+def test_groups_take_their_ratio_and_fixed_rate_and_only_decaying_groups_follow_the_decay_schedule() -> None:
+    """Barlow Twins' biases / BN at 0.0048 / 0.2 of the weights' rate; SimSiam's predictor at the peak rate."""
+    model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2), nn.Linear(2, 2))
+    cfg = OptimConfig(name="sgd", weight_decay=0.1, bias_norm_lr_ratio=0.024)
+    opt = build_optimizer(model, cfg, lr=0.2, fixed_lr=[model[2]])
+    weights, bias_norm, fixed_weight, fixed_bias = opt.param_groups
+    assert [len(g["params"]) for g in opt.param_groups] == [1, 3, 1, 1]
+    assert fixed_weight["params"][0] is model[2].weight and fixed_bias["params"][0] is model[2].bias
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.2, 0.0048, 0.2, 0.0048])
+    set_hyperparameters(opt, lr=0.05, peak_lr=0.2, weight_decay=0.3)
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.05, 0.0012, 0.2, 0.0048])
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.3, 0.0, 0.3, 0.0]
+
+    # a rate ratio alone splits the groups; without exclusion both decay and both are adapted by LARS
+    lars = build_optimizer(model, OptimConfig(weight_decay=0.1, bias_norm_lr_ratio=0.5,
+                                              exclude_bias_and_norm=False), lr=1.0)
+    assert [(g["lr"], g["weight_decay"], g["lars"]) for g in lars.param_groups] == [(1.0, 0.1, True), (0.5, 0.1, True)]
+
+
+def test_a_bias_step_moves_by_the_bias_rate() -> None:
+    """One SGD step of Barlow Twins' groups: the bias moves 0.024 as far as it would at the weights' rate."""
+    model = nn.Sequential(nn.Linear(2, 1))
+    opt = build_optimizer(model, OptimConfig(name="sgd", momentum=0.0, weight_decay=0.0, bias_norm_lr_ratio=0.024),
+                          lr=0.2)
+    before = model[0].bias.detach().clone()
+    model(torch.ones(1, 2)).sum().backward()  # d/db = 1
+    opt.step()
+    torch.testing.assert_close(model[0].bias.detach(), before - 0.0048)
+
+
+def test_weight_decay_schedule_is_constant_or_dinos_cosine() -> None:
+    assert list(weight_decay_schedule(4, OptimConfig(weight_decay=0.05))) == [0.05] * 4
+    wd = weight_decay_schedule(100, OptimConfig(weight_decay=0.04, weight_decay_end=0.4))
+    # main_dino.py cosine_scheduler: final + (base - final) (1 + cos(pi i / n)) / 2, no warm-up
+    expected = 0.4 + 0.5 * (0.04 - 0.4) * (1 + np.cos(np.pi * np.arange(100) / 100))
+    np.testing.assert_allclose(wd, expected)
+    assert wd[0] == pytest.approx(0.04) and wd[-1] == pytest.approx(0.4, abs=1e-3)

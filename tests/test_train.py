@@ -128,3 +128,36 @@ def test_the_history_carries_each_scheduled_value_of_the_run(project) -> None:
                       data, project / "dino", progress=False)
     temps = [r["teacher_temp"] for r in dino.fit().rows]
     assert temps == [0.04, 0.07, 0.07]  # warm-up over 2 epochs, then constant
+
+
+def test_each_recipe_sets_its_groups_rates_and_decay_at_every_step(project) -> None:
+    """Barlow Twins' biases and BN at 0.024 x the weights' rate; SimSiam's predictor at the peak rate while
+    the rest decays; DINO's weight decay on its cosine from 0.04 to 0.4, logged with the run."""
+    data = tiny_dataset(project / "data")
+
+    def run(method: str, until: int, **extra: object) -> Loop:
+        loop = image_loop(load_config(write_params(project, method=method, **{**TINY_RUN, **extra})), data,
+                          project / method, progress=False)
+        loop.fit(until=until)
+        return loop
+
+    barlow = run("barlow", 6)
+    lr = float(barlow.task.lr_schedule[5])
+    assert [g["lr"] for g in barlow.task.optimizer.param_groups] == pytest.approx([lr, 0.024 * lr])
+
+    simsiam = run("simsiam", 10)
+    peak, lr = simsiam.task.peak_lr, float(simsiam.task.lr_schedule[9])
+    assert lr < 0.5 * peak
+    predictor = {id(p) for p in simsiam.task.method.predictor.parameters()}
+    for g in simsiam.task.optimizer.param_groups:
+        in_predictor = {id(p) in predictor for p in g["params"]}
+        assert in_predictor in ({True}, {False})
+        assert g["lr"] == pytest.approx(peak if in_predictor == {True} else lr)
+
+    dino = run("dino", 12, **STATEFUL["dino"])
+    decays = [r["weight_decay"] for r in dino.history.rows]
+    wd = dino.task.weight_decay_schedule
+    assert decays == [float(wd[r["step"] - 1]) for r in dino.history.rows] and decays == sorted(decays)
+    assert 0.04 <= decays[0] < decays[-1] < 0.4
+    decaying = [g for g in dino.task.optimizer.param_groups if g["decay"]]
+    assert decaying and all(g["weight_decay"] == pytest.approx(float(wd[11])) for g in decaying)

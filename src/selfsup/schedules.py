@@ -58,3 +58,12 @@ def lr_schedule(base: float, total_steps: int, warmup: int, cfg: OptimConfig) ->
     if cfg.schedule == "step":
         return warmup_steps(base, total_steps, warmup, cfg.lr_steps)
     return warmup_cosine(base, total_steps, warmup, final=base * cfg.min_lr_ratio)
+
+
+def weight_decay_schedule(total_steps: int, cfg: OptimConfig) -> np.ndarray:
+    """The per-step weight decay: ``weight_decay`` throughout, or with ``weight_decay_end`` a cosine
+    from the one to the other over the whole run, without warm-up (DINO, Caron et al. 2021, Sec. 4.1:
+    0.04 -> 0.4; ``main_dino.py`` ``wd_schedule``)."""
+    if cfg.weight_decay_end is None:
+        return np.full(total_steps, cfg.weight_decay)
+    return warmup_cosine(cfg.weight_decay, total_steps, 0, final=cfg.weight_decay_end)

@@ -1,7 +1,8 @@
 """Assembly of an image pretraining run: device, DDP, data, views, background bank, method, optimiser.
 
 :class:`ImagePretraining` is the :class:`~selfsup.loop.TrainingTask` of the SSL methods: one loss,
-one optimiser, the learning rate of :mod:`selfsup.schedules` set before each step; the generic
+one optimiser whose groups take the learning rate and weight decay of :mod:`selfsup.schedules`
+before each step (:func:`selfsup.optim.set_hyperparameters`); the generic
 :class:`~selfsup.loop.Loop` runs it (AMP, checkpoint and resume, NaN stop, logging). Data order is
 a permutation drawn from ``seed`` and the epoch, and every RNG state is saved in the checkpoint, so
 a run interrupted at any point and resumed finishes with the same weights as an uninterrupted one
@@ -24,8 +25,8 @@ from selfsup.data.store import images_tensor, load_meta, pretraining_images
 from selfsup.errors import ConfigError, DataError
 from selfsup.loop import Loop, Optimisation, StepOutput, TrainingTask, start_process
 from selfsup.methods import DataInfo, Method, build_method
-from selfsup.optim import build_optimizer
-from selfsup.schedules import lr_schedule, scaled_lr
+from selfsup.optim import build_optimizer, set_hyperparameters
+from selfsup.schedules import lr_schedule, scaled_lr, weight_decay_schedule
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +67,11 @@ class ImagePretraining(TrainingTask):
         self.model = (nn.parallel.DistributedDataParallel(self.method, device_ids=[self.device] if cuda else None)
                       if dist.is_distributed() else self.method)
 
-        lr = scaled_lr(cfg.lr, cfg.batch_size, cfg.optim.lr_scaling)
+        self.peak_lr = scaled_lr(cfg.lr, cfg.batch_size, cfg.optim.lr_scaling)
         warmup = int(round(cfg.optim.warmup_epochs * self.steps_per_epoch))
-        self.lr_schedule = lr_schedule(lr, self.total_steps, warmup, cfg.optim)
-        self.optimizer = build_optimizer(self.method, cfg.optim, lr)
+        self.lr_schedule = lr_schedule(self.peak_lr, self.total_steps, warmup, cfg.optim)
+        self.weight_decay_schedule = weight_decay_schedule(self.total_steps, cfg.optim)
+        self.optimizer = build_optimizer(self.method, cfg.optim, self.peak_lr, self.method.fixed_lr_modules())
         self.modules = {"model": self.method}
         self.optimizers = {"optimizer": self.optimizer}
         self.settings = cfg.to_dict()
@@ -102,8 +104,8 @@ class ImagePretraining(TrainingTask):
         return perm[start : start + local]
 
     def train_step(self, step: int, opt: Optimisation) -> StepOutput:
-        for group in self.optimizer.param_groups:
-            group["lr"] = float(self.lr_schedule[step])
+        set_hyperparameters(self.optimizer, float(self.lr_schedule[step]), self.peak_lr,
+                            float(self.weight_decay_schedule[step]))
         index = self.batch_indices(step)
         views = self.views(self.images[index], self.device, index)
         if self.cfg.train.channels_last:
@@ -116,8 +118,12 @@ class ImagePretraining(TrainingTask):
         return StepOutput({k: v.detach() for k, v in out.losses.items()}, out.embedding)
 
     def scheduled_values(self, step: int) -> dict[str, float]:
-        """The learning rate and the method's own schedules (EMA momentum, teacher temperature) at ``step``."""
-        return {"lr": float(self.lr_schedule[step]), **self.method.scheduled_values(step, self.total_steps)}
+        """The learning rate, a scheduled weight decay and the method's own schedules (EMA momentum,
+        teacher temperature) at ``step``."""
+        values = {"lr": float(self.lr_schedule[step])}
+        if self.cfg.optim.weight_decay_end is not None:
+            values["weight_decay"] = float(self.weight_decay_schedule[step])
+        return {**values, **self.method.scheduled_values(step, self.total_steps)}
 
 
 def image_loop(cfg: Config, data_dir: Path, checkpoint_dir: Path | None, backgrounds_dir: Path | None = None,

@@ -101,7 +101,7 @@ def _trainer(project, **knobs) -> Loop:  # noqa: ANN001
 
 def test_teacher_is_the_ema_of_the_student_and_last_layer_frozen_first_epoch(project) -> None:
     # 4 steps per epoch, 12 steps; freeze_last_layer 1 epoch; a low base momentum makes the EMA visible.
-    trainer = _trainer(project, momentum=0.5, freeze_last_layer=1, clip_grad=0.0)
+    trainer = _trainer(project, momentum=0.5, freeze_last_layer=1, clip_grad=0.0, norm_last_layer=True)
     method = trainer.task.method
     v0 = method.head.last_layer.parametrizations.weight.original1.detach().clone()
     trainer.fit(until=4)

@@ -182,6 +182,10 @@ class OptimConfig:
     min_lr_ratio: float = knob(0.0, ge=0.0, le=1.0)
     trust_coefficient: float = knob(1e-3, gt=0.0, doc="LARS eta")
     exclude_bias_and_norm: bool = knob(True, doc="no weight decay / LARS adaptation for biases and norms")
+    bias_norm_lr_ratio: float = knob(1.0, gt=0.0, doc="learning rate of biases and norm parameters relative to "
+                                                     "the weights' (Barlow Twins: 0.0048 / 0.2 = 0.024)")
+    weight_decay_end: float | None = knob(None, ge=0.0, doc="cosine schedule of the weight decay from weight_decay "
+                                                            "to this value (DINO: 0.04 -> 0.4); null: constant")
 
 
 @dataclass(frozen=True)

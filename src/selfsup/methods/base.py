@@ -120,6 +120,10 @@ class Method(nn.Module):
         """The module evaluation runs on normalised images (B, 3, H, W) -> features (B, D)."""
         return self.backbone
 
+    def fixed_lr_modules(self) -> list[nn.Module]:
+        """Sub-modules whose learning rate stays at its peak value instead of following the schedule."""
+        return []
+
     def on_after_backward(self, step: int, total_steps: int) -> None:
         """Hook between ``backward`` and the optimiser step (e.g. freezing prototypes' gradients)."""
 

@@ -33,8 +33,21 @@ def run_two_processes(project: Path, params: Path, views: Views, index: torch.Te
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = torch.load(project / "ddp.pt", weights_only=True)
-    assert out["world"] == 2
+    other = torch.load(project / "ddp.rank1.pt", weights_only=True)
+    assert out["world"] == 2 and out["broadcast_buffers"] is False
+    # every buffer a method keeps (memory banks, queues, centres, counters) is the same on both ranks without
+    # DDP's broadcast; BatchNorm statistics too where BatchNorm is global
+    for name, value in out["state"].items():
+        if _per_rank_bn_statistic(name, out["state"], params):
+            continue
+        assert torch.equal(other["state"][name], value), name
     return out
+
+
+def _per_rank_bn_statistic(name: str, state: dict, params: Path) -> bool:
+    """Whether ``name`` is a BatchNorm running statistic that each rank keeps on its own (no global BN)."""
+    is_bn_stat = name.endswith(("running_mean", "running_var", "num_batches_tracked"))
+    return is_bn_stat and not load_config(params).train.sync_bn
 
 
 def single_process_step(params: Path, views: Views, index: torch.Tensor, n_images: int) -> dict:
@@ -64,6 +77,20 @@ def test_two_process_step_equals_single_process(project, method) -> None:
     params = write_params(project, method=method, **NO_BN, nce_k=16)
     g = torch.Generator().manual_seed(0)
     views = Views([torch.randn(8, 3, 16, 16, generator=g) for _ in range(2)])  # 2 x B samples, B = 4 per rank
+    index = torch.arange(8)
+    assert_same_step(run_two_processes(project, params, views, index, 8),
+                     single_process_step(params, views, index, 8))
+
+
+@pytest.mark.parametrize("method", ["simclr", "barlow"])
+def test_two_process_step_with_global_batch_norm_equals_single_process(project, method) -> None:
+    """With train.sync_bn (these methods' paper default) BatchNorm sees the global batch on CPU too: the
+    loss, every gradient and the running statistics equal one process's on the whole batch."""
+    params = write_params(project, method=method, backbone={"name": "small_cnn", "width": 4, "norm": "bn"},
+                          projector={"layers": 2, "hidden_dim": 16, "out_dim": 8, "hidden_bn": True},
+                          train={"sync_bn": True})
+    g = torch.Generator().manual_seed(3)
+    views = Views([torch.randn(8, 3, 16, 16, generator=g) for _ in range(2)])
     index = torch.arange(8)
     assert_same_step(run_two_processes(project, params, views, index, 8),
                      single_process_step(params, views, index, 8))

@@ -15,7 +15,6 @@ import logging
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from selfsup import dist
 from selfsup.augment.background import BackgroundAugment, BackgroundBank
@@ -26,6 +25,7 @@ from selfsup.errors import ConfigError, DataError
 from selfsup.loop import Loop, Optimisation, StepOutput, TrainingTask, start_process
 from selfsup.methods import DataInfo, Method, build_method
 from selfsup.optim import build_optimizer, set_hyperparameters
+from selfsup.parallel import data_parallel, global_batch_norm
 from selfsup.schedules import lr_schedule, scaled_lr, weight_decay_schedule
 
 log = logging.getLogger(__name__)
@@ -55,17 +55,12 @@ class ImagePretraining(TrainingTask):
         self.views = ViewGenerator(cfg.views, meta["mean"], meta["std"], method.n_views, cfg.views.multi_crop.n_small,
                                    background,
                                    hard_negative=cfg.views.background.swaps > 0)
-        if cfg.train.sync_bn and dist.is_distributed():
-            if self.device.type != "cuda":
-                raise ConfigError("train.sync_bn=true needs CUDA devices (torch's SyncBatchNorm has no CPU "
-                                  "kernel); set -S train.sync_bn=false for CPU runs under torchrun")
-            method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
+        if cfg.train.sync_bn:
+            method = global_batch_norm(method, self.device)
         self.method: Method = method.to(self.device)
         if cfg.train.channels_last:
             self.method = self.method.to(memory_format=torch.channels_last)
-        cuda = self.device.type == "cuda"
-        self.model = (nn.parallel.DistributedDataParallel(self.method, device_ids=[self.device] if cuda else None)
-                      if dist.is_distributed() else self.method)
+        self.model = data_parallel(self.method, self.device)
 
         self.peak_lr = scaled_lr(cfg.lr, cfg.batch_size, cfg.optim.lr_scaling)
         warmup = int(round(cfg.optim.warmup_epochs * self.steps_per_epoch))

@@ -194,7 +194,8 @@ class TrainConfig:
     amp: bool = knob(True, doc="mixed precision on CUDA (ignored on CPU)")
     amp_dtype: str = knob("bfloat16", choices=("bfloat16", "float16"))
     channels_last: bool = knob(True, doc="channels_last memory format (faster convolutions on CPU and GPU)")
-    sync_bn: bool = knob(False, doc="SyncBatchNorm under DDP (global batch statistics)")
+    sync_bn: bool = knob(False, doc="global BatchNorm under DDP: statistics over every process's batch "
+                                    "(SyncBatchNorm on CUDA, selfsup.parallel.GlobalBatchNorm on CPU)")
     clip_grad_norm: float = knob(0.0, ge=0.0, doc="clip each optimiser step's gradient norm to this; 0: no clipping")
     checkpoint_every: int = knob(100, ge=1, doc="steps between checkpoints")
     log_every: int = knob(10, ge=1, doc="steps between logged step metrics")

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from selfsup import dist
 from selfsup.config import Config
@@ -35,6 +34,7 @@ from selfsup.elo.networks import VideoEncoder
 from selfsup.elo.tasks import predict_split
 from selfsup.errors import ConfigError, DataError
 from selfsup.loop import Loop, Optimisation, StepOutput, TrainingTask, collapse_std, start_process
+from selfsup.parallel import data_parallel
 from selfsup.schema import to_dict
 
 COLLAPSE_CLIPS = 128  # clips whose RGB embeddings give the per-epoch collapse diagnostic
@@ -112,9 +112,7 @@ class EloTraining(TrainingTask):
         self.total_steps = elo.epochs * self.steps_per_epoch
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=elo.lr, weight_decay=elo.weight_decay)
         # A network only distilled into RGB gets no gradient; DDP must be told some may be unused.
-        self.ddp = (nn.parallel.DistributedDataParallel(
-            self.model, device_ids=[self.device] if self.device.type == "cuda" else None,
-            find_unused_parameters=True) if dist.is_distributed() else self.model)
+        self.ddp = data_parallel(self.model, self.device, find_unused_parameters=True)
         self.modules = {"model": self.model}
         self.optimizers = {"optimizer": self.optimizer}
         self.settings = {"elo": {k: v for k, v in to_dict(elo).items() if k != "epochs"}, "seed": cfg.seed,

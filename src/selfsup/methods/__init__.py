@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from selfsup.errors import ConfigError
 from selfsup.methods.base import DataInfo, Method, MethodOutput, Views
 
-__all__ = ["REGISTRY", "DataInfo", "Method", "MethodOutput", "Views", "build_method", "check_views"]
+__all__ = ["REGISTRY", "DataInfo", "Method", "MethodOutput", "Views", "build_method", "check_batch_norm", "check_views"]
 
 if TYPE_CHECKING:
     from selfsup.config import Config
@@ -52,7 +52,18 @@ def check_views(cfg: Config) -> None:
                           f"BG_Swaps works with {', '.join(able)}; set -S views.background.swaps=0")
 
 
+def check_batch_norm(cfg: Config) -> None:
+    """Refuse global BatchNorm (``train.sync_bn``) for a method whose Shuffling BN needs per-device
+    statistics (MoCo v1/v2, He et al. 2020, Sec. 3.3): with global statistics the shuffle hides nothing."""
+    if cfg.train.sync_bn and REGISTRY[cfg.method].shuffle_bn:
+        raise ConfigError(f"train.sync_bn=true gives method {cfg.method!r} global BatchNorm statistics, which "
+                          f"defeats its Shuffling BN (per-device statistics of a shuffled key batch); set "
+                          f"-S train.sync_bn=false")
+
+
 def build_method(cfg: Config, info: DataInfo) -> Method:
-    """The method named by ``cfg.method``, built from the resolved config after :func:`check_views`."""
+    """The method named by ``cfg.method``, built from the resolved config after :func:`check_views` and
+    :func:`check_batch_norm`."""
     check_views(cfg)
+    check_batch_norm(cfg)
     return REGISTRY[cfg.method](cfg, info)

@@ -85,7 +85,9 @@ class Method(nn.Module):
     - ``multi_crop``: whether ``forward`` also accepts the small crops of ``views.multi_crop``
       (``views.small``); a method without it refuses ``n_small > 0``;
     - ``hard_negatives``: whether ``forward`` accepts BG_Swaps' hard negative
-      (``views.hard_negative``, there when ``views.background.swaps > 0``).
+      (``views.hard_negative``, there when ``views.background.swaps > 0``);
+    - ``shuffle_bn``: whether the method relies on per-device BatchNorm statistics (MoCo's
+      Shuffling BN), which global BatchNorm (``train.sync_bn``) would defeat.
     """
 
     name: str = ""
@@ -93,6 +95,7 @@ class Method(nn.Module):
     n_views: int = 2
     multi_crop: bool = False
     hard_negatives: bool = False
+    shuffle_bn: bool = False
 
     def __init__(self, cfg: Config, info: DataInfo) -> None:
         super().__init__()

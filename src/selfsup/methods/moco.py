@@ -120,6 +120,7 @@ class MoCo(Method):
 
     name = "moco"
     hard_negatives = True
+    shuffle_bn = True
 
     @dataclass(frozen=True)
     class Knobs:

@@ -19,11 +19,18 @@ with Z a constant estimated once by Monte Carlo, Eq. (7), Z = n E_j[exp(v_j^T f_
 first batch's noise samples (kept in a buffer, so a resumed run uses the same Z). The proximal
 regularisation of Eq. (8)-(9) adds lambda ||v_i^(t) - v_i^(t-1)||^2 between the current feature
 and its memory entry. After each step the bank rows of the batch are refreshed with momentum,
-v_i <- normalise(m v_i + (1 - m) f_i) (reference code, m = 0.5), from every rank under DDP.
+v_i <- normalise(m v_i + (1 - m) f_i), from every rank under DDP.
+
+The paper and its code stabilise the bank in two different ways: the paper replaces each row
+(m = 0) and adds the proximal term (lambda = 30, Sec. 3.3); the released code (lemniscate.pytorch,
+``--nce-m 0.5``) smooths the rows with m = 0.5 and has no proximal term. The defaults follow the
+code, which produced the published numbers; ``bank_momentum: 0, proximal: 30`` gives the paper's
+variant, and a run that combines both is warned about.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -37,6 +44,8 @@ from selfsup.methods.memory_bank import MemoryBank
 from selfsup.models.heads import mlp
 from selfsup.precision import float32_loss
 from selfsup.schema import knob
+
+log = logging.getLogger(__name__)
 
 
 @float32_loss
@@ -102,13 +111,18 @@ class InstDisc(Method):
         instdisc_loss: str = knob("nce", choices=("nce", "softmax"),
                                   doc="nce: NCE with nce_k noise samples and a constant Z (Eq. 3-7); "
                                       "softmax: the full non-parametric softmax over the bank (Eq. 2)")
-        proximal: float = knob(30.0, ge=0.0, doc="lambda of the proximal term ||f_i - v_i||^2 (Eq. 8)")
+        proximal: float = knob(0.0, ge=0.0, doc="lambda of the proximal term ||f_i - v_i||^2 (Eq. 8; the paper: 30 "
+                                                        "with bank_momentum 0)")
         bank_momentum: float = knob(0.5, ge=0.0, lt=1.0,
                                     doc="memory bank update v_i <- normalise(m v_i + (1 - m) f_i)")
 
     def __init__(self, cfg: Config, info: DataInfo) -> None:
         super().__init__(cfg, info)
         self.projector = mlp(self.backbone.feature_dim, cfg.projector)
+        if self.knobs.proximal > 0 and self.knobs.bank_momentum > 0:
+            log.warning("instdisc: proximal=%s on a momentum bank (bank_momentum=%s) combines the paper's "
+                        "regulariser with the reference code's smoothing, which neither does; set -S proximal=0 "
+                        "(the code) or -S bank_momentum=0 (the paper)", self.knobs.proximal, self.knobs.bank_momentum)
         self.memory = MemoryBank(info.n_images, cfg.projector.out_dim)
         self.register_buffer("nce_z", torch.zeros(()))
         self.register_buffer("nce_z_ready", torch.zeros((), dtype=torch.bool))

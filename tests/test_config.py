@@ -32,7 +32,7 @@ def test_precedence_method_then_preset_then_params(project) -> None:
 
 def test_null_means_not_set(project) -> None:
     cfg = load_config(write_params(project, method="simclr", preset="paper", temperature=None))
-    assert cfg.knobs.temperature == 0.5         # SimCLR's paper default
+    assert cfg.knobs.temperature == 0.1         # SimCLR's paper default (the ImageNet recipe)
     assert cfg.batch_size == 4096
 
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from conftest import TINY_RUN, write_params
 from selfsup.errors import ConfigError
-from selfsup.methods import DataInfo, build_method
+from selfsup.methods import DataInfo, build_method, check_batch_norm
 from selfsup.parallel import GlobalBatchNorm, convert_global_bn, data_parallel, global_batch_norm
 from selfsup.params import load_config
 
@@ -89,3 +89,12 @@ def test_global_batch_norm_with_shuffling_bn_is_refused(project: Path, method: s
                                                                "train": {"sync_bn": True}}))
     with pytest.raises(ConfigError, match="sync_bn=true.*Shuffling BN.*train.sync_bn=false"):
         build_method(bad, DataInfo(64))
+
+
+@pytest.mark.parametrize("preset", ["paper", "digits-cpu", "cifar10-resnet18", "stl10-resnet18"])
+def test_every_preset_gives_each_method_its_own_batch_norm_rule(project: Path, preset: str) -> None:
+    """No preset turns global BatchNorm on for every method (it would refuse MoCo): each method's recipe does."""
+    for method in ("moco", "mocov1", *GLOBAL_BN):
+        cfg = load_config(write_params(project, method=method, preset=preset))
+        check_batch_norm(cfg)
+        assert cfg.train.sync_bn is (method in GLOBAL_BN), (preset, method)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -105,10 +106,13 @@ def test_same_seed_same_weights_different_seed_different_weights(project) -> Non
 
 def test_it_takes_the_pretrainings_steps_counting_the_unlabeled_images(project) -> None:
     data = stripes_dataset(project / "data", n_train=64, unlabeled=96)
-    _, _, steps = train_supervised(_config(project, epochs=1), data, progress=False)
-    assert steps == (64 + 96) // 32  # five batches: the 64 labeled images twice, then once more
-    _, _, steps = train_supervised(_config(project, epochs=None), data, progress=False)
-    assert steps == RUN["epochs"] * 5  # null: the pretraining's own epochs
+    cfg = _config(project, epochs=1)
+    _, _, steps = train_supervised(cfg, data, progress=False)
+    assert steps == (64 + 96) // 32  # five batches of 32: two passes over the 64 labeled images and one more batch
+    # epochs None (the schema default, which the digits-cpu preset overrides): the pretraining's own epochs
+    whole = replace(cfg, eval=replace(cfg.eval, supervised=replace(cfg.eval.supervised, epochs=None)))
+    _, _, steps = train_supervised(whole, data, progress=False)
+    assert steps == RUN["epochs"] * 5
 
 
 def test_bad_data_and_sizes_are_clear_errors(project) -> None:

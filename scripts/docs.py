@@ -80,6 +80,18 @@ METHODS = {"barlow": "Barlow Twins", "byol": "BYOL", "cmc": "CMC", "cpc": "CPC",
            "dino": "DINO", "instdisc": "InstDisc", "invaspread": "InvaSpread", "moco": "MoCo v2", "mocov1": "MoCo v1",
            "mocov3": "MoCo v3", "simclr": "SimCLR", "simclrv2": "SimCLR v2", "simsiam": "SimSiam", "swav": "SwAV"}
 
+def supervised_row(ev: dict, cfg: dict, bold: bool = False) -> str:
+    """The table row of the supervised ceiling (the baseline stage's), or nothing for a record without it."""
+    if "supervised_top1" not in ev:
+        return ""
+    base = _yaml("results/config/baseline.yaml")
+    epochs = base["eval"]["supervised"]["epochs"] or base["epochs"]
+    b = "**" if bold else ""
+    return (f"\n| supervised {BACKBONES[cfg['backbone']['name']]} (same architecture, every train label, {epochs} "
+            f"epochs; its own classifier {b}{pct(ev['supervised_top1'])}{b}) | {pct(ev['supervised_linear_top1'])} | "
+            f"{pct(ev['supervised_knn_top1'])} |")
+
+
 def default_images() -> str:
     ev = _json("results/evaluate/metrics.json")
     cfg = _yaml("results/config/pretrain.yaml")
@@ -89,7 +101,7 @@ def default_images() -> str:
             f"| random {BACKBONES[cfg['backbone']['name']]} (same architecture) | "
             f"{pct(ev['random_linear_top1'])} | {pct(ev['random_knn_top1'])} |\n"
             f"| {name} (`{cfg['preset']}`, {cfg['epochs']} epochs) | {pct(ev['linear_top1'])} | "
-            f"{pct(ev['knn_top1'])} |")
+            f"{pct(ev['knn_top1'])} |" + supervised_row(ev, cfg))
 
 
 def default_video() -> str:
@@ -123,8 +135,10 @@ def default_details() -> str:
             f"**{pct(ev['linear_top1'])}** "
             f"| **{pct(ev['knn_top1'])}** |\n"
             f"| gain over the random backbone | **{points(ev['gain_linear'])} points** | "
-            f"{points(ev['gain_knn'])} points |\n\n"
-            f"Final loss {pre['loss']:.3g} after {pre['steps']} steps; collapse diagnostic (std of l2-normalised "
+            f"{points(ev['gain_knn'])} points |" + supervised_row(ev, cfg, bold=True) + "\n\n"
+            + (f"The linear probe recovers {pct(ev['linear_fraction_of_supervised'])} of the supervised model's "
+               f"top-1. " if "linear_fraction_of_supervised" in ev else "")
+            + f"Final loss {pre['loss']:.3g} after {pre['steps']} steps; collapse diagnostic (std of l2-normalised "
             f"projections) {pre['collapse_std']:.4f}, i.e. {pre['collapse_std_x_sqrt_d']:.3f}/sqrt(d) with d = "
             f"{cfg['projector']['out_dim']}: {'no collapse' if pre['collapse_std_x_sqrt_d'] > 0.5 else 'collapsing'}.")
 

@@ -7,9 +7,11 @@ git; the check fails when a block and its records disagree, and typed prose hold
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 
 import pytest
+import yaml
 
 from conftest import REPO
 
@@ -48,3 +50,25 @@ def test_typed_prose_holds_no_measurement(name: str) -> None:
 def test_every_renderer_has_a_block_and_every_block_a_renderer() -> None:
     names = {m["name"] for doc in docs.DOCS for m in docs.BLOCK.finditer((REPO / doc).read_text())}
     assert names == set(docs.RENDERERS)
+
+
+def test_the_default_tables_gain_the_supervised_row_when_the_records_have_it(tmp_path, monkeypatch) -> None:
+    for name in ("results/evaluate/metrics.json", "results/pretrain/metrics.json", "results/config/pretrain.yaml",
+                 "results/config/baseline.yaml"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text((REPO / name).read_text())
+    monkeypatch.setattr(docs, "REPO", tmp_path)
+    before = docs.default_images()
+    assert "supervised" not in before + docs.default_details()  # records from before the supervised row
+    ev = json.loads((tmp_path / "results/evaluate/metrics.json").read_text())
+    ev.update(supervised_top1=0.85, supervised_linear_top1=0.8, supervised_knn_top1=0.75,
+              linear_fraction_of_supervised=ev["linear_top1"] / 0.85)
+    (tmp_path / "results/evaluate/metrics.json").write_text(json.dumps(ev))
+    base = yaml.safe_load((tmp_path / "results/config/baseline.yaml").read_text())
+    base.update(epochs=80, eval={**base["eval"], "supervised": {"enabled": True, "epochs": 30}})
+    (tmp_path / "results/config/baseline.yaml").write_text(yaml.safe_dump(base))
+    row = "| supervised small CNN (same architecture, every train label, 30 epochs; its own classifier "
+    assert docs.default_images() == before + "\n" + row + "85.0%) | 80.0% | 75.0% |"
+    details = docs.default_details()
+    assert row + "**85.0%**) | 80.0% | 75.0% |" in details
+    assert f"recovers {100 * ev['linear_top1'] / 0.85:.1f}% of the supervised model's top-1" in details

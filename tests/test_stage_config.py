@@ -65,10 +65,18 @@ def test_a_knob_the_method_ignores_changes_no_stage_file_and_a_read_one_changes_
     mtimes = {p: p.stat().st_mtime_ns for p in (project / "resolved").glob("*.yaml")}
     assert _check_params(project, "lambda=5e-3") == base  # simclr does not read lambda
     assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes  # untouched, not rewritten
-    crop = _check_params(project, "views.crop_ratio=[0.5, 2.0]")
-    assert {s for s in base if crop[s] != base[s]} == {"pretrain"}
+    crop = _check_params(project, "views.crop_ratio=[0.5, 2.0]")  # the supervised baseline's views too
+    assert {s for s in base if crop[s] != base[s]} == {"baseline", "pretrain"}
     size = _check_params(project, "views.size=24")
     assert {s for s in base if size[s] != base[s]} == {"baseline", "pretrain"}
+    epochs = _check_params(project, "epochs=3")  # the supervised baseline trains for the pretraining's steps
+    assert {s for s in base if epochs[s] != base[s]} == {"baseline", "pretrain"}
+    background = _check_params(project, "views.background.random=0.2")  # the supervised views have none
+    assert {s for s in base if background[s] != base[s]} == {"backgrounds", "pretrain"}
+    supervised = _check_params(project, "eval.supervised.epochs=5")
+    assert {s for s in base if supervised[s] != base[s]} == {"baseline"}
+    probe = _check_params(project, "eval.knn.k=10")
+    assert {s for s in base if probe[s] != base[s]} == {"baseline", "evaluate", "search", "elo_evaluate"}
     video = _check_params(project, "video.extract.n_mels=32")
     assert {s for s in base if video[s] != base[s]} == {"extract"}
 

@@ -31,22 +31,28 @@ from selfsup.schema import Omitted, param_key
 # method's own knobs (``lambda``, ``temperature``, ...), which are top-level keys in params.yaml.
 IMAGE_RUN = ("seed", "dataset", "method", "preset", "epochs", "batch_size", "lr", "knobs", "backbone", "projector",
              "views", "optim", "train")
+# The evaluation of frozen features (and fine-tuning); ``eval.supervised`` is the baseline stage's alone.
+PROBES = ("eval.batch_size", "eval.linear", "eval.knn", "eval.finetune")
+# The view augmentation of one plain view (the baseline's supervised model): no multi-crop, no background.
+PLAIN_VIEWS = ("views.backend", "views.size", "views.crop_scale", "views.crop_ratio", "views.hflip",
+               "views.color_jitter", "views.grayscale", "views.blur", "views.solarize")
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "prepare_images": ("seed", "dataset", "data"),
-    "baseline": ("seed", "backbone", "views.size", "eval", "train.device"),
+    "baseline": ("seed", "epochs", "batch_size", "backbone", *PLAIN_VIEWS, "eval", "train.device",
+                 "train.channels_last"),
     "segment": ("segment",),
     "backgrounds": ("views.background", "segment.inpaint_radius", "segment.dilate"),
     "pretrain": IMAGE_RUN,
-    "evaluate": ("seed", "eval", "train.device"),
+    "evaluate": ("seed", *PROBES, "train.device"),
     "prepare_video": ("seed", "video.dataset", "video.synthetic_actions", "video.videofolder"),
     "extract": ("video.dataset", "video.synthetic_actions.frames", "video.synthetic_actions.fps", "video.extract"),
-    "search": ("seed", "search", "zipf", "eval", "elo", "train"),
+    "search": ("seed", "search", "zipf", *PROBES, "elo", "train"),
     "elo_pretrain": ("seed", "elo", "train"),
-    "elo_evaluate": ("seed", "eval", "zipf", "elo.batch_size", "train.device"),
+    "elo_evaluate": ("seed", *PROBES, "zipf", "elo.batch_size", "train.device"),
     "figures": (),
 }
 # ``search.target=image`` trains the image method in every trial, so it reads what pretrain reads.
-SEARCH_IMAGE = ("seed", "search", "zipf", "eval", *IMAGE_RUN)
+SEARCH_IMAGE = ("seed", "search", "zipf", *PROBES, *IMAGE_RUN)
 # Keys that choose which lower layers (method defaults, preset) resolve; they cannot change on top of
 # an already resolved file.
 LAYER_KEYS = ("method", "preset")

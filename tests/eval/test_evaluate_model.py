@@ -7,7 +7,7 @@ import torch
 from conftest import TINY_RUN, tiny_dataset, write_params
 from selfsup.augment.views import EvalTransform
 from selfsup.data.store import images_tensor, load_meta, load_split
-from selfsup.eval.evaluate import evaluate, load_model
+from selfsup.eval.evaluate import evaluate, load_model, summary
 from selfsup.params import load_config
 from selfsup.pretrain import pretrain
 
@@ -28,9 +28,25 @@ def test_saved_model_gives_the_trained_features_and_evaluate_adds_finetuning(pro
     assert all(torch.equal(trained.state_dict()[k], v) for k, v in backbone_state.items())
     assert not torch.equal(trained.eval()(x), random_init.eval()(x))
 
-    metrics = evaluate(cfg, data, project / "out" / "model.pt", {"raw_pixels": {"linear_top1": 0.1, "knn_top1": 0.2}})
+    pixels = {"raw_pixels": {"linear_top1": 0.1, "knn_top1": 0.2}}
+    supervised = {"top1": 0.8, "linear_top1": 0.7, "knn_top1": 0.6}
+    metrics = evaluate(cfg, data, project / "out" / "model.pt", {**pixels, "supervised": supervised})
     for key in ("linear_top1", "knn_top1", "random_linear_top1", "finetune_top1", "random_finetune_top1"):
         assert 0.0 <= metrics[key] <= 1.0, key
     assert metrics["gain_linear"] == metrics["linear_top1"] - metrics["random_linear_top1"]
     assert metrics["pixels_knn_top1"] == 0.2
     assert metrics["chance_top1"] == 1 / 4  # the tiny dataset has 4 classes
+    assert (metrics["supervised_top1"], metrics["supervised_linear_top1"], metrics["supervised_knn_top1"]) == (
+        0.8, 0.7, 0.6)
+    assert metrics["linear_fraction_of_supervised"] == metrics["linear_top1"] / 0.8
+    assert "supervised 80.0% (its frozen features 70.0% / 60.0%)" in summary(metrics)
+
+
+def test_evaluate_without_a_supervised_baseline_reports_no_supervised_keys(project) -> None:
+    """Baseline records from before the supervised row, and benchmarks that pass raw pixels only."""
+    data = tiny_dataset(project / "data")
+    cfg = load_config(write_params(project, method="simclr", **{**TINY_RUN, "epochs": 1}))
+    pretrain(cfg, data, project / "out", project / "ck", track=False)
+    metrics = evaluate(cfg, data, project / "out" / "model.pt", {"raw_pixels": {"linear_top1": 0.1, "knn_top1": 0.2}})
+    assert not {k for k in metrics if "supervised" in k}
+    assert "supervised" not in summary(metrics) and metrics["pixels_linear_top1"] == 0.1

@@ -4,6 +4,7 @@ clear errors when runs are missing, byte-identical reruns."""
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,23 @@ def test_method_rows_rank_by_linear_probe_with_gains_over_the_random_backbone(ru
     assert header[:7] == ["method", "linear %", "kNN %", "random linear %", "random kNN %", "gain linear", "gain kNN"]
     assert [r[0] for r in rows] == ["simclr", "barlow", "simsiam"]
     assert rows[0][1:9] == ["40.0", "35.0", "15.0", "17.0", "+25.0", "+18.0", "0.64", "4"]
+
+
+def test_method_rows_add_the_supervised_ceiling_when_every_evaluation_has_it(runs: Path) -> None:
+    for name, linear in (("simclr", 0.40), ("barlow", 0.30), ("simsiam", 0.28)):
+        path = runs / name / "evaluate" / "metrics.json"
+        metrics = json.loads(path.read_text())
+        metrics.update(supervised_top1=0.8, supervised_linear_top1=0.75, supervised_knn_top1=0.7,
+                       linear_fraction_of_supervised=linear / 0.8)
+        path.write_text(json.dumps(metrics))
+    defaults = defaults_only(read_runs(runs))
+    header, rows = method_rows(defaults)
+    assert header[-2:] == ["supervised %", "linear / supervised %"]
+    assert [r[-2:] for r in rows] == [["80.0", "50.0"], ["80.0", "37.5"], ["80.0", "35.0"]]
+    # one evaluation without it (an older record): no supervised columns rather than a hole
+    del defaults["simsiam"].evaluation["linear_fraction_of_supervised"]
+    header, rows = method_rows(defaults)
+    assert "supervised %" not in header and {len(r) for r in rows} == {len(header)}
 
 
 def test_embedding_dim_comes_from_the_two_forms_of_the_collapse_diagnostic(runs: Path) -> None:
@@ -105,4 +123,23 @@ def test_accuracy_figures_draw_chance_and_raw_pixels_where_the_metrics_have_them
                     ("linear_top1", "knn_top1"))
     marks = {coll.get_label(): coll.get_offsets()[:, 1].tolist() for coll in c.collections}
     assert marks == {"chance": [10.0, 10.0], "raw pixels": [pytest.approx(20.0), pytest.approx(30.0)]}
+    plt.close(fig)
+
+
+def test_accuracy_figures_draw_the_supervised_model_where_the_metrics_have_it() -> None:
+    import numpy as np
+
+    from selfsup.figures.render import SUPERVISED, plt, reference_lines, reference_marks
+
+    metrics = {"chance_top1": 0.1, "pixels_linear_top1": 0.147, "pixels_knn_top1": 0.199,
+               "supervised_linear_top1": 0.85, "supervised_knn_top1": 0.8}
+    fig, (a, b, c) = plt.subplots(1, 3)
+    reference_lines(a, metrics, "knn_top1", vertical=True)
+    assert {line.get_label(): line.get_xdata()[0] for line in a.get_lines()} == {
+        "chance": 10.0, "raw pixels": pytest.approx(19.9), SUPERVISED: pytest.approx(80.0)}
+    reference_lines(b, {k: v for k, v in metrics.items() if k != "supervised_knn_top1"}, "knn_top1")
+    assert SUPERVISED not in {line.get_label() for line in b.get_lines()}
+    reference_marks(c, np.arange(2), metrics, ("linear_top1", "knn_top1"))
+    marks = {coll.get_label(): coll.get_offsets()[:, 1].tolist() for coll in c.collections}
+    assert marks[SUPERVISED] == [pytest.approx(85.0), pytest.approx(80.0)]
     plt.close(fig)

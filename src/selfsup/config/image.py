@@ -1,6 +1,6 @@
 """The image sections of the configuration: ``data`` (digits-bg, image folders), ``backbone``,
 ``projector``, ``views`` (crops, colour, blur, multi-crop, background augmentation), ``segment``,
-``optim``, ``train`` and ``eval`` (linear probe, kNN, fine-tuning).
+``optim``, ``train`` and ``eval`` (linear probe, kNN, fine-tuning, the supervised ceiling).
 
 Each section is a frozen dataclass of :func:`~selfsup.schema.knob` fields (default, range or
 choices, doc); a ``check`` method holds a rule across fields. Nothing here reads a file or knows
@@ -229,8 +229,22 @@ class FinetuneConfig:
 
 
 @dataclass(frozen=True)
+class SupervisedConfig:
+    """The supervised ceiling of the ``baseline`` stage (see :mod:`selfsup.eval.supervised`): the
+    pretraining backbone trained with cross-entropy on every train label, at the pretraining's batch
+    size, steps and views; SGD with Nesterov momentum 0.9 and a cosine schedule."""
+
+    enabled: bool = knob(True, doc="also train and report the supervised model in the baseline stage")
+    epochs: int | None = knob(None, ge=1, doc="epochs of the pretraining's steps per epoch; null: `epochs`, the "
+                                              "pretraining's own budget")
+    lr: float = knob(0.1, gt=0.0, doc="SGD rate for a batch of 256, scaled linearly with batch_size")
+    weight_decay: float = knob(5e-4, ge=0.0)
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     batch_size: int = knob(512, ge=1, doc="feature-extraction batch size")
     linear: LinearProbeConfig = knob(LinearProbeConfig())
     knn: KnnConfig = knob(KnnConfig())
     finetune: FinetuneConfig = knob(FinetuneConfig())
+    supervised: SupervisedConfig = knob(SupervisedConfig())

@@ -1,9 +1,9 @@
 """The ``baseline`` and ``evaluate`` stages' library functions.
 
 ``evaluate`` measures the frozen features of the trained method's feature extractor with a linear
-probe and weighted kNN on the test split, and puts them next to two baselines: the same extractor
-randomly initialised, and raw pixels (which ``baseline`` computes once per dataset, together
-with a random ``backbone``).
+probe and weighted kNN on the test split, and puts them next to the baselines: the same extractor
+randomly initialised, raw pixels and the supervised ceiling (which ``baseline`` computes once per
+dataset, together with a random ``backbone``; the supervised model is :mod:`selfsup.eval.supervised`).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def backbone_metrics(backbone: torch.nn.Module, data_dir: Path, cfg: Config, vie
     meta = load_meta(data_dir)
     train, test = _labeled(data_dir)
     transform = EvalTransform(view_size, meta["mean"], meta["std"])
-    device = _device(cfg)
+    device = eval_device(cfg)
     ftr = extract_features(backbone, train.images, transform, device, cfg.eval.batch_size, "train features")
     fte = extract_features(backbone, test.images, transform, device, cfg.eval.batch_size, "test features")
     return probe(ftr, train.labels, fte, test.labels, len(meta["classes"]), cfg)
@@ -64,15 +64,19 @@ def finetune_metrics(extractor: torch.nn.Module, data_dir: Path, cfg: Config, vi
     transform = EvalTransform(view_size, meta["mean"], meta["std"])
     return finetune_accuracy(extractor, train.images, train.labels, test.images, test.labels, len(meta["classes"]),
                              transform, ft.label_fraction, ft.epochs, ft.lr, ft.weight_decay, ft.batch_size,
-                             cfg.seed, _device(cfg))
+                             cfg.seed, eval_device(cfg))
 
 
-def _device(cfg: Config) -> torch.device:
+def eval_device(cfg: Config) -> torch.device:
+    """CUDA when there is one and ``train.device`` allows it, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() and cfg.train.device != "cpu" else "cpu")
 
 
 def baseline(cfg: Config, data_dir: Path) -> dict[str, dict[str, float]]:
-    """Random-backbone and raw-pixel accuracies on the test split."""
+    """Random-backbone and raw-pixel accuracies on the test split, and with ``eval.supervised.enabled``
+    the supervised model's (``supervised``: its classifier's ``top1``, its frozen features' probes)."""
+    from selfsup.eval.supervised import supervised_metrics  # it imports backbone_metrics from here
+
     torch.manual_seed(cfg.seed)
     random_net = build_backbone(cfg.backbone, cfg.views.size)
     meta = load_meta(data_dir)
@@ -81,11 +85,14 @@ def baseline(cfg: Config, data_dir: Path) -> dict[str, dict[str, float]]:
     def pixels(images: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.asarray(images, dtype=np.float32).reshape(len(images), -1) / 255.0)
 
-    return {
+    metrics = {
         "random_backbone": backbone_metrics(random_net, data_dir, cfg, cfg.views.size),
         "raw_pixels": probe(pixels(train.images), train.labels, pixels(test.images), test.labels,
                             len(meta["classes"]), cfg),
     }
+    if cfg.eval.supervised.enabled:
+        metrics["supervised"] = supervised_metrics(cfg, data_dir)
+    return metrics
 
 
 def load_model(model_path: Path, random_init: bool = False) -> tuple[torch.nn.Module, int, Config]:
@@ -112,6 +119,9 @@ def summary(metrics: dict[str, float]) -> str:
             f"initialised {pct('random_linear_top1')} / {pct('random_knn_top1')}")
     if "pixels_linear_top1" in metrics:
         text += f"; raw pixels {pct('pixels_linear_top1')} / {pct('pixels_knn_top1')}"
+    if "supervised_top1" in metrics:
+        text += (f"; supervised {pct('supervised_top1')} (its frozen features {pct('supervised_linear_top1')} / "
+                 f"{pct('supervised_knn_top1')})")
     if "chance_top1" in metrics:
         text += f"; chance {pct('chance_top1')}"
     return text
@@ -119,7 +129,8 @@ def summary(metrics: dict[str, float]) -> str:
 
 def evaluate(cfg: Config, data_dir: Path, model_path: Path, baseline_metrics: dict) -> dict:
     """Trained-extractor accuracies, a randomly initialised extractor of the same architecture,
-    raw pixels, and the gaps between them."""
+    raw pixels, and the gaps between them; where ``baseline_metrics`` has the supervised model, its
+    accuracies and ``linear_fraction_of_supervised`` (the linear probe over the supervised top-1)."""
     extractor, view_size, _ = load_model(model_path)
     trained = backbone_metrics(extractor, data_dir, cfg, view_size)
     random_extractor, _, _ = load_model(model_path, random_init=True)
@@ -133,6 +144,13 @@ def evaluate(cfg: Config, data_dir: Path, model_path: Path, baseline_metrics: di
     if cfg.eval.finetune.enabled:
         finetuned = {"finetune_top1": finetune_metrics(extractor, data_dir, cfg, view_size),
                      "random_finetune_top1": finetune_metrics(random_extractor, data_dir, cfg, view_size)}
+    supervised = {}
+    if "supervised" in baseline_metrics:
+        sup = baseline_metrics["supervised"]
+        supervised = {"supervised_top1": sup["top1"], "supervised_linear_top1": sup["linear_top1"],
+                      "supervised_knn_top1": sup["knn_top1"]}
+        if sup["top1"] > 0:
+            supervised["linear_fraction_of_supervised"] = trained["linear_top1"] / sup["top1"]
     return {
         **trained,
         **finetuned,
@@ -140,6 +158,7 @@ def evaluate(cfg: Config, data_dir: Path, model_path: Path, baseline_metrics: di
         "random_knn_top1": rand["knn_top1"],
         "pixels_linear_top1": baseline_metrics["raw_pixels"]["linear_top1"],
         "pixels_knn_top1": baseline_metrics["raw_pixels"]["knn_top1"],
+        **supervised,
         "gain_linear": trained["linear_top1"] - rand["linear_top1"],
         "gain_knn": trained["knn_top1"] - rand["knn_top1"],
         "chance_top1": 1.0 / n_classes,

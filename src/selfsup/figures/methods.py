@@ -2,7 +2,10 @@
 method's loss and collapse-diagnostic curves.
 
 Accuracy is the evaluate stage's linear probe and kNN top-1 on the test split; the random backbone
-is the same architecture untrained (the baseline stage). The collapse diagnostic is the standard
+is the same architecture untrained (the baseline stage), and where the evaluation has it the
+supervised model (the same architecture trained on every label, also the baseline stage) is the
+ceiling: the table gives its top-1 and each method's linear probe as a fraction of it, the figure
+its frozen features' linear probe and kNN as lines. The collapse diagnostic is the standard
 deviation of the l2-normalised embedding per dimension times sqrt(d) (SimSiam, Sec. 4.1): near 1
 for a healthy embedding, near 0 when every input maps to one point.
 """
@@ -18,9 +21,13 @@ from selfsup.figures.runs import ImageRun
 
 
 def method_rows(runs: dict[str, ImageRun]) -> tuple[list[str], list[list[str]]]:
-    """One row per run, best linear probe first."""
+    """One row per run, best linear probe first; with the supervised top-1 and the linear probe's fraction
+    of it when every run's evaluation has them."""
     header = ["method", "linear %", "kNN %", "random linear %", "random kNN %", "gain linear", "gain kNN",
               "collapse std x sqrt(d)", "final loss", "epochs"]
+    supervised = all("linear_fraction_of_supervised" in r.evaluation for r in runs.values())
+    if supervised:
+        header += ["supervised %", "linear / supervised %"]
     rows = []
     for run in sorted(runs.values(), key=lambda r: (-r.evaluation["linear_top1"], r.name)):
         e = run.evaluation
@@ -29,12 +36,14 @@ def method_rows(runs: dict[str, ImageRun]) -> tuple[list[str], list[list[str]]]:
                      f"{100 * (e['knn_top1'] - e['random_knn_top1']):+.1f}",
                      f"{run.train['collapse_std_x_sqrt_d']:.2f}", f"{run.train['loss']:.4g}",
                      str(run.train["epochs"])])
+        if supervised:
+            rows[-1] += [percent(e["supervised_top1"]), percent(e["linear_fraction_of_supervised"])]
     return header, rows
 
 
 def plot_methods(runs: dict[str, ImageRun], stem: Path) -> list[Path]:
     """Horizontal bars of linear and kNN accuracy per method, each with its own random extractor as a tick,
-    chance and raw pixels as lines; a run below its random extractor is drawn in red."""
+    chance, raw pixels and the supervised model as lines; a run below its random extractor is drawn in red."""
     ordered = sorted(runs.values(), key=lambda r: (r.evaluation["linear_top1"], r.name))
     y = np.arange(len(ordered))
     dataset = ordered[0].config["dataset"]

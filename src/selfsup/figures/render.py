@@ -32,25 +32,34 @@ def save_figure(fig: plt.Figure, stem: Path, formats: tuple[str, ...] = ("png", 
     return paths
 
 
+SUPERVISED = "supervised, same architecture"
+
+
 def reference_lines(ax: plt.Axes, metrics: dict, key: str, vertical: bool = False) -> None:
-    """Chance and raw pixels for the accuracy ``key`` (``linear_top1`` or ``knn_top1``), as lines across
-    ``ax`` (vertical ones for horizontal bars), where ``metrics`` has them; every accuracy figure shows
-    them next to the random network."""
+    """Chance, raw pixels and the supervised model's frozen features for the accuracy ``key``
+    (``linear_top1`` or ``knn_top1``), as lines across ``ax`` (vertical ones for horizontal bars), where
+    ``metrics`` has them; every accuracy figure shows them next to the random network."""
     line = ax.axvline if vertical else ax.axhline
     if "chance_top1" in metrics:
         line(100 * metrics["chance_top1"], color="0.35", linestyle=":", linewidth=1.2, label="chance")
     if f"pixels_{key}" in metrics:
         line(100 * metrics[f"pixels_{key}"], color="C3", linestyle="-.", linewidth=1, label="raw pixels")
+    if f"supervised_{key}" in metrics:
+        line(100 * metrics[f"supervised_{key}"], color="C2", linestyle="--", linewidth=1, label=SUPERVISED)
 
 
 def reference_marks(ax: plt.Axes, x: np.ndarray, metrics: dict, keys: tuple[str, ...]) -> None:
-    """Chance and raw pixels as marks at the bar positions ``x`` of the accuracies ``keys``."""
+    """Chance, raw pixels and the supervised model's frozen features as marks at the bar positions ``x``
+    of the accuracies ``keys``."""
     if "chance_top1" in metrics:
         ax.scatter(x, [100 * metrics["chance_top1"]] * len(keys), marker="_", s=900, color="0.35",
                    linestyle=":", zorder=3, label="chance")
     if all(f"pixels_{k}" in metrics for k in keys):
         ax.scatter(x, [100 * metrics[f"pixels_{k}"] for k in keys], marker="x", s=30, color="C3", zorder=4,
                    label="raw pixels")
+    if all(f"supervised_{k}" in metrics for k in keys):
+        ax.scatter(x, [100 * metrics[f"supervised_{k}"] for k in keys], marker="^", s=30, color="C2", zorder=4,
+                   label=SUPERVISED)
 
 
 def percent(fraction: float) -> str:

@@ -298,8 +298,7 @@ def background_summary() -> str:
             f"(random {pct(random['digit_linear'])}).")
 
 
-FIX_TABLES = {"methods": "digits-bg", "methods-plain": "plain digits", "methods-white": "white digits on photos",
-              "methods-black": "coloured digits on black"}
+FIX_TABLES = {"methods": "digits-bg", "methods-plain": "plain digits"}
 
 
 def recipe_fixes() -> str:

@@ -301,19 +301,42 @@ def background_summary() -> str:
 FIX_TABLES = {"methods": "digits-bg", "methods-plain": "plain digits"}
 
 
+def _side_by_side(column: str, sides: tuple[str, str], pairs: list[tuple[str, str, dict, dict]]) -> str:
+    """A table of (method, ``column`` value, row on the first side, row on the second) pairs: linear accuracy
+    and the gains over the random extractor, linear and kNN, each side by side."""
+    a, b = sides
+    lines = [f"| method | {column} | linear % {a} | {b} | gain linear {a} | {b} | gain kNN {a} | {b} |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, value, x, y in pairs:
+        lines.append(f"| {name} | {value} | {100 * x['linear_top1']:.1f} | {100 * y['linear_top1']:.1f} "
+                     f"| {points(x['gain_linear'])} | {points(y['gain_linear'])} "
+                     f"| {points(x['gain_knn'])} | {points(y['gain_knn'])} |")
+    return "\n".join(lines)
+
+
 def recipe_fixes() -> str:
     """Each rerun method's shared-budget row before the recipe and loss fixes and after, side by side."""
-    lines = ["| method | data | linear % before | after | gain linear before | after | gain kNN before | after |",
-             "|---|---|---|---|---|---|---|---|"]
-    for folder, label in FIX_TABLES.items():
-        before = _methods(f"recipe-fixes-before/{folder}")
-        after = _methods(folder)
-        for name, old in before.items():
-            new = after[name]
-            lines.append(f"| {name} | {label} | {100 * old['linear_top1']:.1f} | {100 * new['linear_top1']:.1f} "
-                         f"| {points(old['gain_linear'])} | {points(new['gain_linear'])} "
-                         f"| {points(old['gain_knn'])} | {points(new['gain_knn'])} |")
-    return "\n".join(lines)
+    pairs = [(name, label, old, _methods(folder)[name])
+             for folder, label in FIX_TABLES.items() for name, old in _methods(f"recipe-fixes-before/{folder}").items()]
+    return _side_by_side("data", ("before", "after"), pairs)
+
+
+def simclr_paper_head() -> str:
+    """SimCLR at the shared budget with the paper's projector (output BN) against the preset's (none)."""
+    paper, preset = _methods("simclr-paper-head")["simclr"], _methods("methods")["simclr"]
+    assert paper["config"]["projector"]["last_bn"] and not preset["config"]["projector"]["last_bn"]
+    return (f"With the paper's projector, which ends in BatchNorm, SimCLR reaches {pct(paper['linear_top1'])} linear "
+            f"and {pct(paper['knn_top1'])} kNN at this budget, against {pct(preset['linear_top1'])} and "
+            f"{pct(preset['knn_top1'])} without that BatchNorm, so the `digits-cpu` preset leaves it out for SimCLR.")
+
+
+def bias_lr_ratio() -> str:
+    """The shared-budget rows with biases and norms at ``optim.bias_norm_lr_ratio`` of the rate, next to the
+    same methods' rows in the methods table (the full rate)."""
+    full = _methods("methods")
+    pairs = [(name, str(r["config"]["optim"]["bias_norm_lr_ratio"]), full[name], r)
+             for name, r in _methods("bias-lr-ratio").items()]
+    return _side_by_side("ratio", ("full rate", "at the ratio"), pairs)
 
 
 def paper_reproduces() -> str:
@@ -429,6 +452,8 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "background-probe-summary": background_summary,
     "paper-reproduces": paper_reproduces,
     "recipe-fixes": recipe_fixes,
+    "bias-lr-ratio": bias_lr_ratio,
+    "simclr-paper-head": simclr_paper_head,
     "barlow-summary": barlow_summary,
     "simsiam-summary": simsiam_summary,
     "background-ablation-summary": background_ablation_summary,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -80,14 +79,6 @@ def _blobs(n_per_class: int, seed: int, spread: float = 1.0) -> tuple[torch.Tens
 
 PROBE = LinearProbeConfig(epochs=50, lr=0.1, weight_decay=1e-4, batch_size=64)
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny matrices: a second intra-op thread only adds synchronisation (40x slower on a busy 2-core box)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_linear_probe_separates_blobs() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,13 +27,6 @@ RUN = {
     "eval": {"linear": {"epochs": 5}, "knn": {"k": 5}, "supervised": {"lr": 0.4}},
 }
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _stripes(n: int, rng: np.random.Generator) -> ImageSplit:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from selfsup.data.prepare import channel_stats
@@ -93,3 +95,12 @@ def write_run(root: Path, name: str, linear: float, knn: float, *, method: str |
 def make_run():
     """The ``write_run`` helper, as a fixture."""
     return write_run
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Tiny matrices: a second intra-op thread only adds synchronisation (40x slower on a busy 2-core box)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -58,9 +58,11 @@ def test_the_default_tables_gain_the_supervised_row_when_the_records_have_it(tmp
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text((REPO / name).read_text())
     monkeypatch.setattr(docs, "REPO", tmp_path)
-    before = docs.default_images()
-    assert "supervised" not in before + docs.default_details()  # records from before the supervised row
     ev = json.loads((tmp_path / "results/evaluate/metrics.json").read_text())
+    ev = {k: v for k, v in ev.items() if "supervised" not in k}  # records as a run without the row writes them
+    (tmp_path / "results/evaluate/metrics.json").write_text(json.dumps(ev))
+    before = docs.default_images()
+    assert "supervised" not in before + docs.default_details()
     ev.update(supervised_top1=0.85, supervised_linear_top1=0.8, supervised_knn_top1=0.75,
               linear_fraction_of_supervised=ev["linear_top1"] / 0.85)
     (tmp_path / "results/evaluate/metrics.json").write_text(json.dumps(ev))

@@ -14,6 +14,8 @@ from selfsup.eval.evaluate import probe
 from selfsup.eval.knn import knn_accuracy, knn_predict
 from selfsup.eval.linear import linear_probe_accuracy, train_linear_probe
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one intra-op thread
+
 # four unit train vectors on the axes: +x is class 0, +y and -y are class 1, -x is class 2
 TRAIN = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, -1.0], [-1.0, 0.0]])
 TRAIN_Y = torch.tensor([0, 1, 1, 2])

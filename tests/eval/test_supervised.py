@@ -19,6 +19,8 @@ from selfsup.eval.supervised import train_supervised
 from selfsup.params import load_config
 from selfsup.stage_config import restrict
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one intra-op thread
+
 RUN = {
     "epochs": 12,
     "batch_size": 32,

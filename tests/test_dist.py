@@ -65,7 +65,9 @@ def assert_same_step(ddp: dict, single: dict) -> None:
     assert torch.allclose(ddp["loss"], single["loss"], rtol=1e-5, atol=1e-6)
     assert ddp["grads"].keys() == single["grads"].keys()
     for name, g in single["grads"].items():
-        assert torch.allclose(ddp["grads"][name], g, rtol=1e-4, atol=1e-5), name
+        # float32 sums taken in another order (two ranks, all-reduced BatchNorm statistics) differ by about
+        # 1e-6 of the tensor's scale; Barlow Twins' gradients reach tens
+        assert torch.allclose(ddp["grads"][name], g, rtol=1e-4, atol=1e-5 * max(1.0, float(g.abs().max()))), name
     for name, value in single["state"].items():
         assert torch.allclose(ddp["state"][name].float(), value.float(), rtol=1e-4, atol=1e-5), name
 

@@ -58,5 +58,5 @@ class BarlowTwins(Method):
         z = self.projector(self.backbone(torch.cat(views.large)))
         z_a = dist.gather_with_grad(z[:n])
         z_b = dist.gather_with_grad(z[n:])
-        loss = barlow_twins(z_a.float(), z_b.float(), self.knobs.lambda_)
+        loss = barlow_twins(z_a, z_b, self.knobs.lambda_)
         return MethodOutput({"loss": loss}, z[:n].detach())

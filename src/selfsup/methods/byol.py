@@ -100,7 +100,7 @@ class BYOL(Method):
         p = self.predictor(z)
         with torch.no_grad():
             z_target = self.target_projector(self.target_backbone(x))
-        loss = byol_loss(p.float(), z_target.float())
+        loss = byol_loss(p, z_target)
         return MethodOutput({"loss": loss}, z[:n].detach())
 
     def ema_momentum(self, step: int, total_steps: int) -> float:

@@ -220,7 +220,7 @@ class CPC(Method):
                 pred = w_k(c[:, :, :-k].permute(0, 2, 3, 1).flatten(0, 2))
                 target = zd[:, :, k:].permute(0, 2, 3, 1).flatten(0, 2)
                 candidates = dist.gather_with_grad(target)
-                terms[k - 1].append(cpc_infonce(pred.float(), candidates.float(),
+                terms[k - 1].append(cpc_infonce(pred, candidates,
                                                 offset=dist.rank() * target.shape[0]))
         per_step = torch.stack([torch.stack(t).mean() for t in terms])
         losses = {"loss": per_step.mean(), **{f"infonce_k{k + 1}": v for k, v in enumerate(per_step)}}

@@ -197,7 +197,7 @@ class MoCo(Method):
         local = slice(dist.rank() * b, (dist.rank() + 1) * b)
         k = k_all[local]
         k_hard = self.keys(hard)[local] if hard is not None else None
-        loss = moco_infonce(q.float(), k, self.queue.clone(), self.knobs.temperature, k_hard)
+        loss = moco_infonce(q, k, self.queue.clone(), self.knobs.temperature, k_hard)
         if self.training:
             with torch.no_grad():
                 self.queue_ptr.fill_(enqueue(self.queue, int(self.queue_ptr), k_all))

@@ -108,7 +108,7 @@ class MoCoV3(Method):
         with torch.no_grad():
             k1 = dist.gather_with_grad(self.key_projector(self.key_backbone(x1)))
             k2 = dist.gather_with_grad(self.key_projector(self.key_backbone(x2)))
-        loss = mocov3_loss(q1.float(), q2.float(), k1.float(), k2.float(), offset=dist.rank() * x1.shape[0],
+        loss = mocov3_loss(q1, q2, k1, k2, offset=dist.rank() * x1.shape[0],
                            temperature=self.knobs.temperature)
         return MethodOutput({"loss": loss}, q1.detach())
 

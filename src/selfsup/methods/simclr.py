@@ -135,9 +135,8 @@ class SimCLR(Method):
                               f"NT-Xent only, not objective={self.knobs.objective!r}; set -S objective=nt_xent")
 
     def objective(self, z: torch.Tensor, candidates: torch.Tensor, offset: int) -> torch.Tensor:
-        """The loss the ``objective`` knob names, on float32 embeddings."""
+        """The loss the ``objective`` knob names (each computes in float32)."""
         k = self.knobs
-        z, candidates = z.float(), candidates.float()
         if k.objective == "nt_logistic":
             return nt_logistic(z, candidates, offset, k.temperature)
         if k.objective == "margin_triplet":
@@ -152,7 +151,7 @@ class SimCLR(Method):
         everything = dist.gather_with_grad(z)
         offset = dist.rank() * z.shape[0]
         if z_hard is not None:
-            loss = nt_xent(z.float(), everything.float(), offset, self.knobs.temperature, z_hard.float())
+            loss = nt_xent(z, everything, offset, self.knobs.temperature, z_hard)
         else:
             loss = self.objective(z, everything, offset)
         return MethodOutput({"loss": loss}, z[:n].detach())

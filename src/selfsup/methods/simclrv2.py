@@ -90,7 +90,7 @@ class SimCLRv2(Method):
         else:
             keys = z
         candidates = dist.gather_with_grad(keys)
-        loss = nt_xent(z.float(), candidates.float(), offset=dist.rank() * z.shape[0],
+        loss = nt_xent(z, candidates, offset=dist.rank() * z.shape[0],
                        temperature=self.knobs.temperature)
         return MethodOutput({"loss": loss}, z[: views.large[0].shape[0]].detach())
 

@@ -104,6 +104,20 @@ def default_images() -> str:
             f"{pct(ev['knn_top1'])} |" + supervised_row(ev, cfg))
 
 
+def default_fewlabel() -> str:
+    ft = _json("results/finetune/metrics.json")
+    cfg = _yaml("results/config/pretrain.yaml")
+    name = METHODS.get(cfg["method"], cfg["method"])
+
+    def cell(arm: str) -> str:
+        return f"{pct(ft[f'{arm}_top1'])} ± {pct(ft[f'{arm}_top1_stderr'])}"
+
+    return (f"| {ft['labels']} labels ({100 * ft['label_fraction']:g}% of the train split), "
+            f"{ft['steps']} steps | test top-1 ± standard error |\n|---|---|\n"
+            f"| {BACKBONES[cfg['backbone']['name']]} from scratch | {cell('scratch')} |\n"
+            f"| {name} pretrained, fine-tuned end to end | {cell('finetuned')} |")
+
+
 def default_video() -> str:
     ev = _json("results/elo_evaluate/metrics.json")
     search = _yaml("results/config/search.yaml")["search"]
@@ -380,6 +394,78 @@ def bias_lr_ratio() -> str:
     return _side_by_side("ratio", ("full rate", "at the ratio"), pairs)
 
 
+RECIPE_SEARCH = Path("benchmarks/records/recipe-search")
+
+
+def _recipe_studies() -> list[tuple[str, dict, list[dict], dict, dict]]:
+    """(method, best params, completed trials, preset row, found-recipe row) of every verified study, in the
+    order of ``benchmarks/recipe_spaces.yaml``."""
+    spaces = _yaml("benchmarks/recipe_spaces.yaml")
+    out = []
+    for method in spaces:
+        folder = RECIPE_SEARCH / method
+        if not (folder / "verified.json").is_file():
+            continue
+        with (REPO / folder / "trials.csv").open() as f:
+            trials = [r for r in csv.DictReader(f) if r["state"] == "COMPLETE"]
+        found = _json(folder / "verified.json")
+        out.append((method, found["recipe"], trials, _json(RECIPE_SEARCH / "before" / f"{method}.json"), found))
+    return out
+
+
+def _flat(params: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def recipe_search() -> str:
+    """Each searched method: the best trial's params, its fitness and kNN, and the 40-epoch rows of the
+    preset's recipe and of the found one, side by side."""
+    lines = ["| method | best trial's params | trial (of) | Zipf-KL | its kNN % | best kNN % of the study "
+             "| linear % preset | found | gain linear preset | found | gain kNN preset | found |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for method, recipe, trials, before, found in _recipe_studies():
+        best = min(trials, key=lambda r: (float(r["zipf_kl"]), int(r["trial"])))
+        params = ", ".join(f"`{k}` {v:.3g}" for k, v in sorted(_flat(recipe).items()))
+        top_knn = max(float(r["knn_top1"]) for r in trials)
+        lines.append(f"| {method} | {params} | {best['trial']} ({len(trials)}) | {float(best['zipf_kl']):.4f} "
+                     f"| {100 * float(best['knn_top1']):.1f} | {100 * top_knn:.1f} "
+                     f"| {100 * before['linear_top1']:.1f} | {100 * found['linear_top1']:.1f} "
+                     f"| {points(before['gain_linear'])} | {points(found['gain_linear'])} "
+                     f"| {points(before['gain_knn'])} | {points(found['gain_knn'])} |")
+    return "\n".join(lines)
+
+
+def recipe_search_summary() -> str:
+    from scipy.stats import spearmanr
+
+    studies = _recipe_studies()
+    if not studies:
+        return "No search has been verified at the shared budget yet."
+    rows = [r for _, _, trials, _, _ in studies for r in trials]
+    rho = float(spearmanr([float(r["zipf_kl"]) for r in rows], [float(r["knn_top1"]) for r in rows]).statistic)
+    within = [float(spearmanr([float(r["zipf_kl"]) for r in t], [float(r["knn_top1"]) for r in t]).statistic)
+              for _, _, t, _, _ in studies]
+    picked_top = sum(min(t, key=lambda r: float(r["zipf_kl"]))["knn_top1"] == max(t, key=lambda r: float(
+        r["knn_top1"]))["knn_top1"] for _, _, t, _, _ in studies)
+    better = [m for m, _, _, b, f in studies if f["linear_top1"] > b["linear_top1"]]
+    reach = [m for m, _, _, _, f in studies if f["gain_linear"] >= 0.15]
+    epochs = {f["epochs"] for *_, f in studies}
+    return (f"Over the {len(rows)} trials of the {len(studies)} studies Spearman's rho between Zipf-KL and the "
+            f"trial's kNN accuracy is {rho:+.2f} (within a study: median {statistics.median(within):+.2f}, from "
+            f"{min(within):+.2f} to {max(within):+.2f}); the trial with the lowest Zipf-KL is also the study's "
+            f"best by kNN in {picked_top} of {len(studies)}. At {', '.join(map(str, sorted(epochs)))} epochs the found "
+            f"recipe beats the preset's on linear accuracy for {len(better)} of {len(studies)} methods"
+            + (f" ({', '.join(better)})" if better else "")
+            + f"; {len(reach)} reach a gain of +15 points over the random extractor"
+            + (f" ({', '.join(reach)})." if reach else "."))
+
+
 def paper_reproduces() -> str:
     runs = {name: _json(Path("results/paper/runs") / name / "evaluate" / "metrics.json")
             for name in _methods("methods")}
@@ -502,6 +588,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "elo-summary": elo_summary,
     "default-images": default_images,
     "selfsup-runs": runs_sample,
+    "default-fewlabel": default_fewlabel,
     "default-video": default_video,
     "default-details": default_details,
     "dag-time": dag_time,
@@ -514,6 +601,8 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "bench-step": bench_step,
     "extract-throughput": extract_throughput,
     "remote-roundtrip": remote_roundtrip,
+    "recipe-search": recipe_search,
+    "recipe-search-summary": recipe_search_summary,
     "paper-methods": figure_table("method_comparison"),
     "paper-barlow": figure_table("barlow_lambda"),
     "paper-simsiam": figure_table("simsiam_stop_gradient"),

@@ -49,6 +49,10 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "search": ("seed", "search", "zipf", *PROBES, "elo", "train"),
     "elo_pretrain": ("seed", "elo", "train"),
     "elo_evaluate": ("seed", *PROBES, "zipf", "elo.batch_size", "train.device"),
+    "subsets": ("subsets",),
+    "finetune": ("seed", "subsets", "finetune", "train.device"),
+    "distill": ("seed", "distill", "train.device"),
+    "selftrain": ("seed", "selftrain", "train.device"),
     "figures": (),
 }
 # ``search.target=image`` trains the image method in every trial, so it reads what pretrain reads.

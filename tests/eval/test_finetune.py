@@ -9,43 +9,13 @@ from torch import nn
 
 from selfsup.augment.views import EvalTransform
 from selfsup.errors import ConfigError, DataError
-from selfsup.eval.finetune import balanced_subset, finetune_accuracy
+from selfsup.eval.finetune import finetune_accuracy
+from selfsup.fewlabel.subsets import balanced_subset
 from selfsup.models.backbones import SmallCNN
 
 CPU = torch.device("cpu")
 # four pure colours, one per class: red, green, blue, yellow
 COLOURS = np.array([[220, 30, 30], [30, 220, 30], [30, 30, 220], [220, 220, 30]], dtype=np.int64)
-
-
-def test_balanced_subset_counts_per_class() -> None:
-    # classes of 40, 20, 10 and 3 images
-    labels = np.repeat(np.arange(4), [40, 20, 10, 3])
-    np.random.default_rng(1).shuffle(labels)
-    idx = balanced_subset(labels, 0.1, seed=0)
-    # 10% of each class: 40 -> 4, 20 -> 2, 10 -> 1, 3 -> 0.3 rounds to 0 but every class keeps at least 1
-    assert np.bincount(labels[idx], minlength=4).tolist() == [4, 2, 1, 1]
-    # 0.25: 10, 5, 2.5 -> 3 (half rounds up), 0.75 -> 1
-    assert np.bincount(labels[balanced_subset(labels, 0.25, 0)], minlength=4).tolist() == [10, 5, 3, 1]
-    # a tiny fraction still leaves one example of every class
-    assert np.bincount(labels[balanced_subset(labels, 1e-6, 0)], minlength=4).tolist() == [1, 1, 1, 1]
-    assert idx.dtype == np.int64
-    assert np.all(np.diff(idx) > 0)  # sorted, no repeats
-
-
-def test_balanced_subset_is_deterministic_in_the_seed() -> None:
-    labels = np.repeat(np.arange(5), 100)
-    a, b = balanced_subset(labels, 0.1, 3), balanced_subset(labels, 0.1, 3)
-    assert np.array_equal(a, b)
-    assert len(a) == 50
-    assert not np.array_equal(a, balanced_subset(labels, 0.1, 4))
-
-
-def test_balanced_subset_full_fraction_and_bad_fractions() -> None:
-    labels = np.array([2, 0, 1, 1, 0, 2, 2])
-    assert balanced_subset(labels, 1.0, 0).tolist() == [0, 1, 2, 3, 4, 5, 6]
-    for bad in (0.0, -0.1, 1.01, float("nan")):
-        with pytest.raises(ConfigError, match="label_fraction"):
-            balanced_subset(labels, bad, 0)
 
 
 def _colour_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -106,7 +76,7 @@ def test_finetune_trains_on_exactly_the_balanced_subset() -> None:
 def test_finetune_rejects_bad_fraction_and_labels() -> None:
     net, transform, (xtr, ytr), (xte, yte) = _setup()
     for bad in (0.0, 1.5):
-        with pytest.raises(ConfigError, match="label_fraction"):
+        with pytest.raises(ConfigError, match="label fraction"):
             finetune_accuracy(net, xtr, ytr, xte, yte, transform=transform, label_fraction=bad, seed=0, **ARGS)
     with pytest.raises(DataError, match="labels"):
         finetune_accuracy(net, xtr, ytr + 1, xte, yte, transform=transform, label_fraction=1.0, seed=0, **ARGS)

@@ -1,5 +1,6 @@
 """The configuration schema of a run: :class:`Config`, the top-level params over the image
-sections (:mod:`selfsup.config.image`) and the video sections (:mod:`selfsup.config.video`).
+sections (:mod:`selfsup.config.image`), the video sections (:mod:`selfsup.config.video`) and the
+few-label sections (:mod:`selfsup.config.fewlabel`).
 
 This package holds the dataclasses, their defaults and their checks only: it reads no file and
 imports no method, so the methods can import it. :mod:`selfsup.params` layers the method's paper
@@ -13,6 +14,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from selfsup.config.fewlabel import DistillConfig, FinetuneStageConfig, SelftrainConfig, SubsetsConfig
 from selfsup.config.image import (
     DATASETS,
     BackboneConfig,
@@ -25,6 +27,7 @@ from selfsup.config.image import (
     ViewsConfig,
 )
 from selfsup.config.video import EloConfig, SearchConfig, VideoConfig, ZipfConfig
+from selfsup.errors import ConfigError
 from selfsup.schema import Omitted, flatten, knob, param_key, to_dict
 
 
@@ -51,7 +54,18 @@ class Config:
     elo: EloConfig = knob(EloConfig())
     zipf: ZipfConfig = knob(ZipfConfig())
     search: SearchConfig = knob(SearchConfig())
+    subsets: SubsetsConfig = knob(SubsetsConfig())
+    finetune: FinetuneStageConfig = knob(FinetuneStageConfig())
+    distill: DistillConfig = knob(DistillConfig())
+    selftrain: SelftrainConfig = knob(SelftrainConfig())
     knobs: Any = dataclasses.field(default=None, metadata={"internal": True})
+
+    def check(self, prefix: str) -> None:
+        """Rules across sections: the fine-tuned subset must be one the ``subsets`` stage writes."""
+        if self.finetune.label_fraction not in self.subsets.fractions:
+            raise ConfigError(f"{prefix}finetune.label_fraction={self.finetune.label_fraction} is not among "
+                              f"{prefix}subsets.fractions={list(self.subsets.fractions)}; add it there or pick one of "
+                              f"them")
 
     def to_dict(self) -> dict:
         """Params-file form: sections as mappings, method knobs back at the top level."""

@@ -15,7 +15,6 @@ without flips (digits must not be mirrored). The returned number is the test top
 from __future__ import annotations
 
 import copy
-import math
 
 import kornia.augmentation as K
 import numpy as np
@@ -27,30 +26,10 @@ from tqdm import tqdm
 from selfsup.augment.views import EvalTransform
 from selfsup.data.store import images_tensor
 from selfsup.errors import ConfigError, DataError
+from selfsup.fewlabel.subsets import balanced_subset
 from selfsup.schedules import warmup_cosine
 
 CROP_SCALE = (0.5, 1.0)
-
-
-def balanced_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Sorted indices of the same ``fraction`` of every class present in ``labels``.
-
-    Class ``c`` with ``n_c`` images contributes ``max(1, floor(fraction * n_c + 0.5))`` of them (so
-    the subset keeps the class proportions and no class is left empty), drawn without replacement
-    by a generator seeded with ``seed``. ``fraction`` must lie in (0, 1]; 1 selects everything.
-    """
-    if not 0.0 < fraction <= 1.0:
-        raise ConfigError(f"label_fraction={fraction} must be in (0, 1]; e.g. 0.01 or 0.1 as in SimCLR")
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    chosen = []
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
-        k = max(1, math.floor(fraction * len(members) + 0.5))
-        chosen.append(rng.permutation(members)[:k])
-    if not chosen:
-        return np.zeros(0, dtype=np.int64)
-    return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
 def _batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:

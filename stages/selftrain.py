@@ -1,0 +1,33 @@
+"""Stage `selftrain`: a teacher from the finetune stage pseudo-labels the train images outside the labeled
+subset; a noised, strongly augmented student learns from labels and pseudo-labels with the normalised
+loss of Zoph et al. 2020; optionally several rounds. Resumes from its last checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from selfsup.cli import run_stage, stage_parser
+from selfsup.config import Config
+from selfsup.fewlabel.selftrain import run_selftrain
+
+
+def main(args: argparse.Namespace, cfg: Config) -> None:
+    metrics = run_selftrain(cfg, args.data, args.subsets, args.finetune, args.out, args.checkpoints,
+                            pretrain_model=args.pretrain_model, track=not args.no_mlflow)
+    print(f"selftrain: student {100 * metrics['student_top1']:.1f}%, teacher {100 * metrics['teacher_top1']:.1f}% "
+          f"test top-1")
+
+
+if __name__ == "__main__":
+    parser = stage_parser(__doc__)
+    parser.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
+    parser.add_argument("--subsets", type=Path, required=True, help="the subsets stage's folder")
+    parser.add_argument("--finetune", type=Path, required=True, help="the finetune stage's folder (the teachers)")
+    parser.add_argument("--pretrain-model", type=Path, default=None,
+                        help="the pretrain stage's model.pt (read with selftrain.student_init=pretrained)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for student.pt and metrics.json")
+    parser.add_argument("--checkpoints", type=Path, required=True, help="checkpoint folder (persistent)")
+    parser.add_argument("--no-mlflow", action="store_true", help="do not record MLflow runs")
+    sys.exit(run_stage(main, parser, "selftrain"))

@@ -15,7 +15,9 @@ from selfsup.fewlabel.selftrain import run_selftrain
 
 def main(args: argparse.Namespace, cfg: Config) -> None:
     metrics = run_selftrain(cfg, args.data, args.subsets, args.finetune, args.out, args.checkpoints,
-                            pretrain_model=args.pretrain_model, track=not args.no_mlflow)
+                            teacher_runs=args.teacher_runs, pretrain_model=args.pretrain_model,
+                            track=not args.no_mlflow,
+                            model_dir=args.model_dir)
     print(f"selftrain: student {100 * metrics['student_top1']:.1f}%, teacher {100 * metrics['teacher_top1']:.1f}% "
           f"test top-1")
 
@@ -24,10 +26,14 @@ if __name__ == "__main__":
     parser = stage_parser(__doc__)
     parser.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
     parser.add_argument("--subsets", type=Path, required=True, help="the subsets stage's folder")
-    parser.add_argument("--finetune", type=Path, required=True, help="the finetune stage's folder (the teachers)")
+    parser.add_argument("--finetune", type=Path, required=True,
+                        help="the folder of the finetune stage's classifiers (finetuned.pt, scratch.pt: the teachers)")
+    parser.add_argument("--teacher-runs", type=Path, default=None, help="the finetune stage's runs.json")
     parser.add_argument("--pretrain-model", type=Path, default=None,
                         help="the pretrain stage's model.pt (read with selftrain.student_init=pretrained)")
     parser.add_argument("--out", type=Path, required=True, help="folder for student.pt and metrics.json")
+    parser.add_argument("--model-dir", type=Path, default=None,
+                        help="folder for the classifier model files (default: --out)")
     parser.add_argument("--checkpoints", type=Path, required=True, help="checkpoint folder (persistent)")
     parser.add_argument("--no-mlflow", action="store_true", help="do not record MLflow runs")
     sys.exit(run_stage(main, parser, "selftrain"))

@@ -58,7 +58,30 @@ def test_figures_read_only_records_kept_in_git(stages: dict) -> None:
     assert {"search@cmaes-s2", "search@random-s0", "elo_pretrain@distill", "figures"} <= set(stages)
     deps = {str(d) for d in stages["figures"].deps if str(d).startswith("results/")}
     assert {"results/paper/runs", "results/paper/search/random-s2/trials.csv",
-            "results/paper/elo/full/evaluate"} <= deps
+            "results/paper/elo/full/evaluate", "results/paper/fewlabel"} <= deps
     cached = {str(o) for s in stages.values() for o in s.outs if o.use_cache}
     for dep in deps:
         assert not any(out == dep or out.startswith(dep + "/") for out in cached), dep
+
+
+def test_few_label_grids_read_their_run_fraction_and_teacher(stages: dict) -> None:
+    scale = yaml.safe_load((REPO / "pipelines/paper/scale.yaml").read_text())["scale"]["fewlabel"]
+    for run in ("simclrv2", "byol"):
+        for pct, fraction in (("1pct", "0.01"), ("10pct", "0.1")):
+            key = f"{run}-{pct}"
+            finetune = stages[f"fewlabel_finetune@{key}"]
+            assert overrides(finetune.cmd)["finetune.label_fraction"] == fraction
+            assert f"--model results/paper/models/{run}/model.pt" in finetune.cmd
+            teacher = f"results/paper/fewlabel_models/{key}/finetune/finetuned.pt"
+            for arm in ("distill_self", "distill_small"):
+                assert f"--teacher {teacher}" in stages[f"fewlabel_{arm}@{key}"].cmd
+            assert overrides(stages[f"fewlabel_distill_small@{key}"].cmd)["distill.student.width"] == str(
+                scale["small_width"])
+            assert overrides(stages[f"fewlabel_selftrain@{key}"].cmd)["selftrain.teacher"] == "scratch"
+    for level in ("s1", "s2", "s3", "s4"):
+        assert overrides(stages[f"augment_finetune@{level}"].cmd)["finetune.train.augment"] == level
+        ssl = overrides(stages[f"augment_selftrain_ssl@{level}"].cmd)
+        rand = overrides(stages[f"augment_selftrain_random@{level}"].cmd)
+        assert (ssl["selftrain.teacher"], ssl["selftrain.student_init"]) == ("finetuned", "pretrained")
+        assert (rand["selftrain.teacher"], rand["selftrain.student_init"]) == ("scratch", "random")
+        assert ssl["selftrain.train.augment"] == rand["selftrain.train.augment"] == level

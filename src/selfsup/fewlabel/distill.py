@@ -59,7 +59,8 @@ class DistillObjective(Objective):
 
 
 def run_distill(cfg: Config, data_dir: Path, subsets_dir: Path, teacher_model: Path, out_dir: Path,
-                checkpoint_dir: Path, teacher_runs: Path | None = None, track: bool = True) -> dict:
+                checkpoint_dir: Path, teacher_runs: Path | None = None, track: bool = True,
+                model_dir: Path | None = None) -> dict:
     """Distil the ``finetune`` stage's fine-tuned classifier into a student; write and return the metrics."""
     d = cfg.distill
     teacher, teacher_spec, saved = load_classifier(teacher_model, "finetune")
@@ -80,7 +81,7 @@ def run_distill(cfg: Config, data_dir: Path, subsets_dir: Path, teacher_model: P
                "teacher_parameters": _parameters(teacher.extractor),
                **{f"student_{k}": v for k, v in result.items()}, **{f"teacher_{k}": v for k, v in teacher_top1.items()}}
     metrics["gain_over_teacher"] = metrics["student_top1"] - metrics["teacher_top1"]
-    save_classifier(Path(out_dir) / "student.pt", cfg, student, spec, data.n_classes, data.meta,
+    save_classifier(Path(model_dir or out_dir) / "student.pt", cfg, student, spec, data.n_classes, data.meta,
                     label_fraction=data.fraction)
     write_json(Path(out_dir) / "metrics.json", metrics)
     write_json(Path(out_dir) / "run.json", {"run_id": run_id or "", "tracking": bool(run_id)})

@@ -29,8 +29,10 @@ ARMS = ("finetuned", "scratch")
 
 
 def run_finetune(cfg: Config, data_dir: Path, subsets_dir: Path, pretrain_model: Path, out_dir: Path,
-                 checkpoint_dir: Path, pretrain_run: Path | None = None, track: bool = True) -> dict:
-    """Train both arms (resuming each from its checkpoint), write the outputs, return the metrics."""
+                 checkpoint_dir: Path, pretrain_run: Path | None = None, track: bool = True,
+                 model_dir: Path | None = None) -> dict:
+    """Train both arms (resuming each from its checkpoint), write the outputs (the classifiers to
+    ``model_dir``, default ``out_dir``), return the metrics."""
     ft = cfg.finetune
     data = load_labeled(data_dir, subsets_dir, ft.label_fraction)
     spec, pretrained = pretrained_spec(pretrain_model)
@@ -47,8 +49,8 @@ def run_finetune(cfg: Config, data_dir: Path, subsets_dir: Path, pretrain_model:
         objective = LabelObjective(data.labeled, ft.train.batch_size, cfg.seed)
         model, result, runs[arm] = train_arm(cfg, "finetune", arm, model, objective, data, ft.train,
                                              objective.sampler.per_epoch, inputs, checkpoint_dir, track, tags)
-        save_classifier(Path(out_dir) / f"{arm}.pt", cfg, model, spec, data.n_classes, data.meta, arm=arm,
-                        label_fraction=ft.label_fraction)
+        save_classifier(Path(model_dir or out_dir) / f"{arm}.pt", cfg, model, spec, data.n_classes, data.meta,
+                        arm=arm, label_fraction=ft.label_fraction)
         metrics.update({f"{arm}_{k}": v for k, v in result.items()})
     metrics["pretraining_gain"] = metrics["finetuned_top1"] - metrics["scratch_top1"]
     write_json(Path(out_dir) / "metrics.json", metrics)

@@ -99,11 +99,13 @@ def label_pool(teacher: Classifier, data: LabeledData, mode: str, threshold: flo
     return kept, full, {"kept_fraction": len(kept) / len(unlabeled), "pseudo_label_accuracy": float(correct.mean())}
 
 
-def run_selftrain(cfg: Config, data_dir: Path, subsets_dir: Path, finetune_dir: Path, out_dir: Path,
-                  checkpoint_dir: Path, pretrain_model: Path | None = None, track: bool = True) -> dict:
-    """Self-train ``selftrain.iterations`` rounds from the chosen ``finetune`` arm; write and return the metrics."""
+def run_selftrain(cfg: Config, data_dir: Path, subsets_dir: Path, finetune_models: Path, out_dir: Path,
+                  checkpoint_dir: Path, teacher_runs: Path | None = None, pretrain_model: Path | None = None,
+                  track: bool = True, model_dir: Path | None = None) -> dict:
+    """Self-train ``selftrain.iterations`` rounds from the chosen arm of the ``finetune`` stage (its classifiers
+    in ``finetune_models``, its ``runs.json`` in ``teacher_runs``); write and return the metrics."""
     st = cfg.selftrain
-    teacher_path = Path(finetune_dir) / f"{'finetuned' if st.teacher == 'finetuned' else 'scratch'}.pt"
+    teacher_path = Path(finetune_models) / f"{st.teacher}.pt"
     teacher, spec, saved = load_classifier(teacher_path, "finetune")
     data = load_labeled(data_dir, subsets_dir, float(saved["label_fraction"]))
     pretrained = None
@@ -112,8 +114,7 @@ def run_selftrain(cfg: Config, data_dir: Path, subsets_dir: Path, finetune_dir: 
             raise ConfigError("selftrain.student_init=pretrained needs --pretrain-model (the pretrain stage's "
                               "model.pt); pass it, or use selftrain.student_init=random")
         _, pretrained = pretrained_spec(pretrain_model)
-    runs_file = Path(finetune_dir) / "runs.json"
-    teacher_run = json.loads(runs_file.read_text()).get(st.teacher, "") if runs_file.is_file() else ""
+    teacher_run = json.loads(Path(teacher_runs).read_text()).get(st.teacher, "") if teacher_runs else ""
     device = torch.device("cpu")
     teacher_top1 = top1(teacher, data.test_images, data.test_labels, device)
     metrics: dict = {"label_fraction": data.fraction, "labels": len(data.labeled), "teacher": st.teacher,
@@ -136,7 +137,7 @@ def run_selftrain(cfg: Config, data_dir: Path, subsets_dir: Path, finetune_dir: 
     metrics["student_top1"] = metrics[f"round{st.iterations}_top1"]
     metrics["student_top1_stderr"] = metrics[f"round{st.iterations}_top1_stderr"]
     metrics["gain_over_teacher"] = metrics["student_top1"] - metrics["teacher_top1"]
-    save_classifier(Path(out_dir) / "student.pt", cfg, teacher, spec, data.n_classes, data.meta,
+    save_classifier(Path(model_dir or out_dir) / "student.pt", cfg, teacher, spec, data.n_classes, data.meta,
                     label_fraction=data.fraction)
     write_json(Path(out_dir) / "metrics.json", metrics)
     write_json(Path(out_dir) / "runs.json", runs)

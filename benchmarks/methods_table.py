@@ -9,6 +9,7 @@ generated blocks are rewritten from the records (``scripts/docs.py``; BENCHMARKS
 ``methods-table`` blocks name the record folder each one reads).
 
     python benchmarks/methods_table.py --epochs 40 --update
+    python benchmarks/methods_table.py --epochs 40 --methods simclr --supervised   # the supervised row
     python stages/prepare_images.py -S data.digits_bg.background=black \
         -S data.digits_bg.digit_colour=white --out data/digits-plain
     python benchmarks/methods_table.py --epochs 40 --data data/digits-plain \
@@ -62,6 +63,43 @@ def run_one(method: str, epochs: int, data: Path, result: Path, params: Path) ->
     result.write_text(json.dumps(row, indent=2, sort_keys=True) + "\n")
 
 
+def run_supervised(epochs: int, data: Path, result: Path, params: Path) -> None:
+    """The supervised ceiling at the shared budget: the baseline stage's supervised model (the preset's
+    backbone, every train label, ``epochs`` at the pretraining's steps per epoch), next to the same
+    backbone randomly initialised; written as a row of the table to ``result``."""
+    from selfsup.eval.evaluate import baseline
+    from selfsup.params import load_config, load_params_yaml
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        shutil.copytree(params.parent / "params", tmp / "params")
+        user = load_params_yaml(params.read_text())
+        user.update(epochs=epochs, eval={**(user.get("eval") or {}), "supervised": {"enabled": True, "epochs": epochs}})
+        (tmp / "params.yaml").write_text(yaml.safe_dump(user, sort_keys=False))
+        cfg = load_config(tmp / "params.yaml")
+        start = time.perf_counter()
+        metrics = baseline(cfg, data)
+        seconds = time.perf_counter() - start
+    sup, rand = metrics["supervised"], metrics["random_backbone"]
+    row = {"method": "supervised", "epochs": epochs, "classifier_top1": sup["top1"], "seconds": seconds,
+           "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "config": cfg.to_dict(),
+           "machine": machine(), "linear_top1": sup["linear_top1"], "knn_top1": sup["knn_top1"],
+           "random_linear_top1": rand["linear_top1"], "random_knn_top1": rand["knn_top1"],
+           "gain_linear": sup["linear_top1"] - rand["linear_top1"], "gain_knn": sup["knn_top1"] - rand["knn_top1"]}
+    result.parent.mkdir(parents=True, exist_ok=True)
+    result.write_text(json.dumps(row, indent=2, sort_keys=True) + "\n")
+
+
+def supervised_line(r: dict) -> str:
+    """The supervised row of the table (its own classifier's top-1 in the name; no collapse diagnostic)."""
+    pct = {k: 100 * r[k] for k in ("linear_top1", "knn_top1", "random_linear_top1", "random_knn_top1",
+                                    "gain_linear", "gain_knn")}
+    return (f"| supervised, every train label (its classifier {100 * r['classifier_top1']:.1f}) "
+            f"| {pct['linear_top1']:.1f} | {pct['knn_top1']:.1f} "
+            f"| {pct['random_linear_top1']:.1f} | {pct['random_knn_top1']:.1f} "
+            f"| {pct['gain_linear']:+.1f} | {pct['gain_knn']:+.1f} | {r['seconds']:.0f} | {r['peak_rss_mib']:.0f} | |")
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| method | linear % | kNN % | random linear % | random kNN % | gain linear | gain kNN "
              "| pretrain s | peak RSS MiB | collapse std x sqrt(d) |",
@@ -109,10 +147,22 @@ def render(folder: Path) -> str:
         m = rows[0]["machine"]
         where = f", on {m['cpus']} CPU cores ({m['arch']}), torch {m['torch']}"
     rel = folder.resolve().relative_to(REPO)
+    supervised = folder / "supervised.json"
+    ceiling = ""
+    if supervised.is_file():
+        row = json.loads(supervised.read_text())
+        if row["epochs"] not in epochs:
+            raise SystemExit(f"{supervised} ran {row['epochs']} epochs, the methods {sorted(epochs)}; rerun it with "
+                             f"--supervised --epochs {min(epochs)}")
+        ceiling = "\n" + supervised_line(row)
     return (f"Shared budget: {', '.join(map(str, sorted(epochs)))} epochs of the `{', '.join(sorted(presets))}` "
             f"preset for every method (its `per_method` settings apply){where}, on {', '.join(sorted(datasets))}. "
             f"Accuracies on the test split; `random` is the same feature extractor randomly initialised. "
-            f"Records: `{rel}/<method>.json`.\n\n" + table(rows))
+            f"Records: `{rel}/<method>.json`" + (" and `supervised.json`: the same backbone trained with "
+                                                 "cross-entropy on every train label for the same steps (the "
+                                                 "baseline stage's supervised model), its frozen features probed "
+                                                 "like the others" if ceiling else "")
+            + ".\n\n" + table(rows) + ceiling)
 
 
 def main() -> None:
@@ -127,8 +177,13 @@ def main() -> None:
     parser.add_argument("--force", action="store_true", help="rerun methods that have a cached result")
     parser.add_argument("--update", action="store_true",
                         help="then regenerate README.md and BENCHMARKS.md from the records (scripts/docs.py)")
+    parser.add_argument("--supervised", action="store_true",
+                        help="also (re)run the supervised row: the preset's backbone trained on every label")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one == "supervised":
+        run_supervised(args.epochs, args.data, args.out / "supervised.json", args.params)
+        return
     if args.one:
         run_one(args.one, args.epochs, args.data, args.out / f"{args.one}.json", args.params)
         return
@@ -151,6 +206,11 @@ def main() -> None:
                 continue
             cached = json.loads(result.read_text())
         print(table([cached]).splitlines()[-1], flush=True)
+    if args.supervised:
+        print("== supervised: every train label, the same steps", flush=True)
+        cmd = [sys.executable, __file__, "--one", "supervised", "--epochs", str(args.epochs), "--data", str(args.data),
+               "--params", str(args.params), "--out", str(args.out)]
+        subprocess.run(cmd, env={**os.environ, "PYTHONHASHSEED": "0"}, check=True)
     print(render(args.out))
     if args.update:
         subprocess.run([sys.executable, str(REPO / "scripts" / "docs.py"), "--update"], check=True)

@@ -246,7 +246,9 @@ def machine() -> str:
 
 
 def _methods(folder: str) -> dict[str, dict]:
-    return {p.stem: json.loads(p.read_text()) for p in sorted((RECORDS / folder).glob("*.json"))}
+    """The method records of a methods-table folder (its ``supervised.json`` row is not a method)."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted((RECORDS / folder).glob("*.json"))
+            if p.stem != "supervised"}
 
 
 def _gains(rows: dict[str, dict], key: str = "gain_linear") -> str:

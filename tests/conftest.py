@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -104,3 +107,14 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def kill_after_first_checkpoint(cmd: list[str], cwd: Path, checkpoint: Path) -> None:
+    """Start ``cmd`` and SIGKILL it as soon as ``checkpoint`` appears."""
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert checkpoint.exists() and proc.poll() is None, "the run ended before its first checkpoint could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()

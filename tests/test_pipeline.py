@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO
+from conftest import REPO, kill_after_first_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -281,17 +280,6 @@ def test_queued_experiments_record_into_the_same_store(repo: Path) -> None:
     seeds = [e["data"]["params"]["params.yaml"]["data"].get("seed")
              for rev in shown for e in (rev.get("experiments") or []) for e in e.get("revs", [])]
     assert seeds.count(7) == 2
-
-
-def kill_after_first_checkpoint(cmd: list[str], cwd: Path, checkpoint: Path) -> None:
-    """Start ``cmd`` and SIGKILL it as soon as ``checkpoint`` appears."""
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    assert checkpoint.exists() and proc.poll() is None, "the run ended before its first checkpoint could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
 
 
 def test_sigkilled_pretrain_resumes_to_the_same_result(repo: Path, tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from selfsup.fewlabel.classifier import (
     top1,
 )
 from selfsup.fewlabel.losses import distillation_with_labels
-from selfsup.fewlabel.runs import file_digest, load_labeled, train_arm
+from selfsup.fewlabel.runs import file_digest, load_labeled, peak_rss_mib, train_arm
 from selfsup.io import write_json
 from selfsup.params import save_config
 
@@ -83,6 +83,7 @@ def run_distill(cfg: Config, data_dir: Path, subsets_dir: Path, teacher_model: P
     metrics["gain_over_teacher"] = metrics["student_top1"] - metrics["teacher_top1"]
     save_classifier(Path(model_dir or out_dir) / "student.pt", cfg, student, spec, data.n_classes, data.meta,
                     label_fraction=data.fraction)
+    metrics["peak_rss_mib"] = peak_rss_mib()
     write_json(Path(out_dir) / "metrics.json", metrics)
     write_json(Path(out_dir) / "run.json", {"run_id": run_id or "", "tracking": bool(run_id)})
     save_config(cfg, Path(out_dir) / "config.yaml")

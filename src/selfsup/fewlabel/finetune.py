@@ -19,7 +19,7 @@ from pathlib import Path
 
 from selfsup.config import Config
 from selfsup.fewlabel.classifier import LabelObjective, make_classifier, pretrained_spec, save_classifier
-from selfsup.fewlabel.runs import file_digest, load_labeled, train_arm
+from selfsup.fewlabel.runs import file_digest, load_labeled, peak_rss_mib, train_arm
 from selfsup.fewlabel.subsets import subset_path
 from selfsup.io import write_json
 from selfsup.params import save_config
@@ -53,6 +53,7 @@ def run_finetune(cfg: Config, data_dir: Path, subsets_dir: Path, pretrain_model:
                         arm=arm, label_fraction=ft.label_fraction)
         metrics.update({f"{arm}_{k}": v for k, v in result.items()})
     metrics["pretraining_gain"] = metrics["finetuned_top1"] - metrics["scratch_top1"]
+    metrics["peak_rss_mib"] = peak_rss_mib()
     write_json(Path(out_dir) / "metrics.json", metrics)
     write_json(Path(out_dir) / "runs.json", {arm: run or "" for arm, run in runs.items()})
     save_config(cfg, Path(out_dir) / "config.yaml")

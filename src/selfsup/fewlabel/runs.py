@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import resource
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +65,11 @@ def load_labeled(data_dir: Path, subsets_dir: Path, fraction: float) -> LabeledD
     labeled = read_subset(subsets_dir, fraction, len(train_labels))
     return LabeledData(meta, images_tensor(train.images), train_labels, labeled, images_tensor(test.images),
                        test_labels, fraction)
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far (each stage runs as its own process: the stage's peak)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def file_digest(path: Path) -> str:

@@ -45,7 +45,7 @@ from selfsup.fewlabel.classifier import (
     top1,
 )
 from selfsup.fewlabel.losses import normalised_selftraining_loss, pseudo_labels, soft_cross_entropy
-from selfsup.fewlabel.runs import LabeledData, file_digest, load_labeled, train_arm
+from selfsup.fewlabel.runs import LabeledData, file_digest, load_labeled, peak_rss_mib, train_arm
 from selfsup.io import write_json
 from selfsup.params import save_config
 
@@ -139,6 +139,7 @@ def run_selftrain(cfg: Config, data_dir: Path, subsets_dir: Path, finetune_model
     metrics["gain_over_teacher"] = metrics["student_top1"] - metrics["teacher_top1"]
     save_classifier(Path(model_dir or out_dir) / "student.pt", cfg, teacher, spec, data.n_classes, data.meta,
                     label_fraction=data.fraction)
+    metrics["peak_rss_mib"] = peak_rss_mib()
     write_json(Path(out_dir) / "metrics.json", metrics)
     write_json(Path(out_dir) / "runs.json", runs)
     save_config(cfg, Path(out_dir) / "config.yaml")

@@ -332,7 +332,7 @@ def _side_by_side(column: str, sides: tuple[str, str], pairs: list[tuple[str, st
 
 def recipe_fixes() -> str:
     """Each rerun method's shared-budget row before the recipe and loss fixes and after, side by side."""
-    pairs = [(name, label, old, _methods(folder)[name])
+    pairs = [(name, label, old, _methods(f"recipe-fixes-after/{folder}")[name])
              for folder, label in FIX_TABLES.items() for name, old in _methods(f"recipe-fixes-before/{folder}").items()]
     return _side_by_side("data", ("before", "after"), pairs)
 
@@ -380,7 +380,7 @@ def _agree(a: dict, b: dict, skip: tuple[str, ...] = ("train", "bias_norm_lr_rat
 
 def _full_rate_row(row: dict) -> dict:
     """The shared-budget record of ``row``'s method and settings with biases and norms at the full rate."""
-    for folder in ("methods", "dino-paper-last-layer", "simclr-paper-head"):
+    for folder in ("methods", "dino-paper-last-layer", "simclr-paper-head", "recipe-fixes-after/methods"):
         found = _methods(folder).get(row["method"])
         if found is not None and found["config"]["optim"].get("bias_norm_lr_ratio", 1.0) == 1.0 \
                 and _agree(found["config"], row["config"]):
@@ -425,12 +425,26 @@ def _flat(params: dict, prefix: str = "") -> dict:
     return out
 
 
+def _adopted(method: str, found: dict) -> bool:
+    """Whether the preset now takes the found recipe: then the shared-budget table's row must be that run."""
+    from selfsup.params import load_config
+
+    cfg = load_config(REPO / "params.yaml", {"method": method, "epochs": found["epochs"]}).to_dict()
+    if cfg != found["config"]:
+        return False
+    row = _methods("methods")[method]
+    if any(row[k] != found[k] for k in ("linear_top1", "knn_top1", "gain_linear", "gain_knn")):
+        raise SystemExit(f"the preset takes {method}'s searched recipe but benchmarks/records/methods/{method}.json "
+                         f"is not its verified run; copy verified.json there or rerun the methods table")
+    return True
+
+
 def recipe_search() -> str:
     """Each searched method: the best trial's params, its fitness and kNN, and the 40-epoch rows of the
-    preset's recipe and of the found one, side by side."""
+    preset's recipe and of the found one, side by side; whether the preset took the found recipe."""
     lines = ["| method | best trial's params | trial (of) | Zipf-KL | its kNN % | best kNN % of the study "
-             "| linear % preset | found | gain linear preset | found | gain kNN preset | found |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| linear % preset | found | gain linear preset | found | gain kNN preset | found | in the preset |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for method, recipe, trials, before, found in _recipe_studies():
         best = min(trials, key=lambda r: (float(r["zipf_kl"]), int(r["trial"])))
         params = ", ".join(f"`{k}` {v:.3g}" for k, v in sorted(_flat(recipe).items()))
@@ -439,7 +453,8 @@ def recipe_search() -> str:
                      f"| {100 * float(best['knn_top1']):.1f} | {100 * top_knn:.1f} "
                      f"| {100 * before['linear_top1']:.1f} | {100 * found['linear_top1']:.1f} "
                      f"| {points(before['gain_linear'])} | {points(found['gain_linear'])} "
-                     f"| {points(before['gain_knn'])} | {points(found['gain_knn'])} |")
+                     f"| {points(before['gain_knn'])} | {points(found['gain_knn'])} "
+                     f"| {'yes' if _adopted(method, found) else 'no'} |")
     return "\n".join(lines)
 
 

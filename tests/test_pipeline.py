@@ -115,6 +115,10 @@ def test_repro_then_up_to_date_then_experiment(repo: Path) -> None:
     image = by_stage["pretrain"][0]
     assert image.data.params["method"] == "simclr"
     assert "image/linear_top1" in image.data.metrics and "train/collapse_std" in image.data.metrics
+    finetune = json.loads((repo / "results/finetune/metrics.json").read_text())
+    assert finetune["labels"] > 0 and 0.0 <= finetune["finetuned_top1"] <= 1.0
+    assert {r.data.tags["arm"] for r in by_stage["finetune"]} == {"finetuned", "scratch"}
+    assert all(r.data.tags["pretrain_run_id"] == image.info.run_id for r in by_stage["finetune"])
 
     video = json.loads((repo / "results/elo_evaluate/metrics.json").read_text())
     assert {"linear_top1", "knn_top1", "zipf_kl", "random_knn_top1"} <= set(video)
@@ -191,11 +195,11 @@ def test_an_ignored_knob_reruns_nothing_and_a_changed_default_exactly_its_reader
     try:
         config.write_text(source.replace("knob((0.75, 4 / 3)", "knob((0.8, 1.25)"))
         changed = run(["dvc", "repro"], repo).stdout  # the crop reaches pretrain and the supervised baseline
-        assert stages_run(changed) == {"check_params", "baseline", "pretrain", "evaluate", "figures"}
+        assert stages_run(changed) == {"check_params", "baseline", "pretrain", "evaluate", "finetune", "figures"}
     finally:
         config.write_text(source)
     assert stages_run(run(["dvc", "repro"], repo).stdout) == {"check_params", "baseline", "pretrain", "evaluate",
-                                                              "figures"}
+                                                              "finetune", "figures"}
 
 
 def test_push_then_a_fresh_clone_pulls_to_an_up_to_date_pipeline(repo: Path, tmp_path: Path) -> None:

@@ -584,6 +584,99 @@ def figure_table(name: str, root: str = "results/paper/figures") -> Callable[[],
     return render
 
 
+FEWLABEL = REPO / "results/paper/fewlabel"
+FEWLABEL_STAGES = ("finetune", "distill_self", "distill_small", "selftrain", "selftrain_random", "selftrain_ssl")
+
+
+def fewlabel_fractions() -> str:
+    """The label-fraction grid of the paper pipeline (test top-1 ± standard error per arm)."""
+    from selfsup.figures.fewlabel import fraction_rows, read_fraction_grid
+    from selfsup.figures.render import markdown_table
+
+    return markdown_table(*fraction_rows(read_fraction_grid(FEWLABEL)))
+
+
+def fewlabel_augmentation() -> str:
+    """The augmentation-strength grid of the paper pipeline, with the gains of pretraining and self-training."""
+    from selfsup.figures.fewlabel import augment_rows, read_augment_grid
+    from selfsup.figures.render import markdown_table
+
+    return markdown_table(*augment_rows(read_augment_grid(FEWLABEL)))
+
+
+def fewlabel_cost() -> str:
+    """Per few-label run and stage: the arms' training wall time (summed over the stage's arms) and the
+    stage process's peak resident memory."""
+    from selfsup.figures.render import markdown_table
+
+    rows = []
+    for folder in sorted(p for p in FEWLABEL.iterdir() if p.is_dir()):
+        cells = []
+        for stage in FEWLABEL_STAGES:
+            path = folder / stage / "metrics.json"
+            if not path.is_file():
+                cells.append("")
+                continue
+            m = _json(path)
+            seconds = sum(v for k, v in m.items() if k.endswith("_seconds"))
+            cells.append(f"{seconds:.0f} s, {m['peak_rss_mib']:.0f} MiB")
+        rows.append([folder.name, *cells])
+    used = [i for i in range(len(FEWLABEL_STAGES)) if any(row[1 + i] for row in rows)]
+    return markdown_table(["run", *(FEWLABEL_STAGES[i] for i in used)], [[r[0], *(r[1 + i] for i in used)]
+                                                                         for r in rows])
+
+
+def _difference(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    """``a - b`` and the standard error of the difference of two independent test-split accuracies."""
+    return a[0] - b[0], (a[1] ** 2 + b[1] ** 2) ** 0.5
+
+
+def fewlabel_summary() -> str:
+    """What the label-fraction grid says about SimCLR v2's claims, in numbers with their standard errors."""
+    from selfsup.figures.fewlabel import read_fraction_grid
+
+    grid = read_fraction_grid(FEWLABEL)
+    scratch, tuned = "supervised from scratch", "pretrain + fine-tune"
+    selfd, small = "+ self-distillation", "+ distillation into a smaller student"
+    st = "self-training (from-scratch teacher)"
+    lines = []
+    for (run, fraction), arms in sorted(grid.items()):
+        if not all(a in arms for a in (scratch, tuned, selfd, small, st)):
+            continue
+        gain, se = _difference(arms[selfd], arms[scratch])
+        verdict = "more than" if gain > 2 * se else "not more than"
+        distil, distil_se = _difference(arms[selfd], arms[tuned])
+        shrink, shrink_se = _difference(arms[small], arms[tuned])
+        selftrain, selftrain_se = _difference(arms[st], arms[scratch])
+        lines.append(
+            f"- {run}, {100 * fraction:g}% labels: fine-tuned and self-distilled {pct(arms[selfd][0])} against "
+            f"{pct(arms[scratch][0])} from scratch, {points(gain)} ({verdict} twice the standard error of the "
+            f"difference, {100 * se:.1f}); self-distillation over fine-tuning {points(distil)} "
+            f"(± {100 * distil_se:.1f}); "
+            f"the smaller student against its teacher {points(shrink)} (± {100 * shrink_se:.1f}); self-training "
+            f"from the from-scratch teacher over that teacher {points(selftrain)} (± {100 * selftrain_se:.1f}).")
+    return "\n".join(lines)
+
+
+def fewlabel_augment_summary() -> str:
+    """Zoph et al.'s question on the augmentation grid: pretraining's gain and self-training's, level by level."""
+    from selfsup.figures.fewlabel import read_augment_grid
+
+    grid = read_augment_grid(FEWLABEL)
+    parts = {"pretraining (SSL init over random init, supervised)": ("SSL init, supervised", "random init, supervised"),
+             "self-training over random init": ("random init, self-training", "random init, supervised"),
+             "self-training over SSL init": ("SSL init, self-training", "SSL init, supervised")}
+    lines = []
+    for what, (a, b) in parts.items():
+        cells = []
+        for level, arms in sorted(grid.items()):
+            if a in arms and b in arms:
+                gain, se = _difference(arms[a], arms[b])
+                cells.append(f"{level.upper()} {points(gain)} (± {100 * se:.1f})")
+        lines.append(f"- {what}: " + ", ".join(cells) + ".")
+    return "\n".join(lines)
+
+
 def remote_roundtrip() -> str:
     return "```\n" + _text(RECORDS / "remote_roundtrip.txt") + "\n```"
 
@@ -626,6 +719,11 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "paper-background": figure_table("background_ablation"),
     "paper-elo": figure_table("elo_distillation"),
     "paper-search": figure_table("search_progress"),
+    "fewlabel-fractions": fewlabel_fractions,
+    "fewlabel-augmentation": fewlabel_augmentation,
+    "fewlabel-cost": fewlabel_cost,
+    "fewlabel-summary": fewlabel_summary,
+    "fewlabel-augment-summary": fewlabel_augment_summary,
 }
 
 

@@ -87,6 +87,7 @@ class VAE(Method):
 
     name = "vae"
     n_views = 1
+    generative = True
 
     @dataclass(frozen=True)
     class Knobs:
@@ -122,6 +123,11 @@ class VAE(Method):
         """The decoded image in [0, 1] (the Gaussian mean clamped, or the Bernoulli probabilities)."""
         out = self.decode(z).float()
         return torch.sigmoid(out) if self.knobs.likelihood == "bernoulli" else out.clamp(0, 1)
+
+    def reconstruct(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The decoded posterior mean (no sampling), with mu and the KL per image."""
+        mu, logvar = self.encode(x)
+        return self.mean_image(mu), {"mu": mu, "kl": gaussian_kl(mu, logvar)}
 
     def feature_extractor(self) -> nn.Module:
         """The posterior mean mu(x)."""

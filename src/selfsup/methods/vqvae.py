@@ -115,12 +115,13 @@ class VQVAE(Method):
 
     name = "vqvae"
     n_views = 1
+    generative = True
 
     @dataclass(frozen=True)
     class Knobs:
         n_codes: int = knob(512, ge=2, doc="K, codebook entries (Sec. 4.1: 512)")
         code_dim: int = knob(64, ge=1, doc="D, dimensions of a code (Sec. 4.1: 64)")
-        hidden: int = knob(128, ge=4, doc="channels of the encoder and decoder (Sec. 4.1: 256)")
+        hidden: int = knob(256, ge=4, doc="channels of the encoder and decoder (Sec. 4.1: 256)")
         commitment: float = knob(0.25, ge=0.0, doc="beta of the commitment term (Sec. 4.1: 0.25)")
         ema: bool = knob(False, doc="codebook by exponential moving averages (Appendix A.1) instead of its loss")
         ema_decay: float = knob(0.99, gt=0.0, lt=1.0, doc="gamma of the EMA codebook (Appendix A.1: 0.99)")
@@ -161,6 +162,11 @@ class VQVAE(Method):
         indices = nearest_codes(flat, self.codebook)
         z_q = F.embedding(indices, self.codebook.float()).view(b, h, w, d).permute(0, 3, 1, 2)
         return indices.view(b, h, w), z_q
+
+    def reconstruct(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The decoded quantised map, with the code grid of every image."""
+        codes, _ = self.quantise(self.backbone(x).float())
+        return self.decode_codes(codes), {"codes": codes}
 
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] (B, 3, s, s) decoded from code grids (B, h, w)."""

@@ -23,15 +23,14 @@ import json
 import os
 import platform
 import resource
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
-import yaml
+
+from params_copy import params_with
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,16 +38,12 @@ REPO = Path(__file__).resolve().parents[1]
 def run_one(method: str, epochs: int, data: Path, result: Path, params: Path) -> None:
     """Pretrain and evaluate ``method`` in this process; write its row to ``result``."""
     from selfsup.eval.evaluate import evaluate
-    from selfsup.params import load_config, load_params_yaml
+    from selfsup.params import load_config
     from selfsup.pretrain import pretrain
 
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        shutil.copytree(params.parent / "params", tmp / "params")
-        user = load_params_yaml(params.read_text())
-        user.update(method=method, epochs=epochs)
-        (tmp / "params.yaml").write_text(yaml.safe_dump(user, sort_keys=False))
-        cfg = load_config(tmp / "params.yaml")
+    with params_with(params, {"method": method, "epochs": epochs}) as run_params:
+        tmp = run_params.parent
+        cfg = load_config(run_params)
         start = time.perf_counter()
         train = pretrain(cfg, data, tmp / "out", tmp / "ck", track=False)
         seconds = time.perf_counter() - start
@@ -58,7 +53,7 @@ def run_one(method: str, epochs: int, data: Path, result: Path, params: Path) ->
            "peak_rss_mib": peak_mib, "collapse_std_x_sqrt_d": train["collapse_std_x_sqrt_d"],
            "final_loss": train["loss"], "config": cfg.to_dict(), "machine": machine(),
            **{k: metrics[k] for k in ("linear_top1", "knn_top1", "random_linear_top1", "random_knn_top1",
-                                      "gain_linear", "gain_knn")}}
+                                      "gain_linear", "gain_knn")}, "evaluation": metrics}
     result.parent.mkdir(parents=True, exist_ok=True)
     result.write_text(json.dumps(row, indent=2, sort_keys=True) + "\n")
 
@@ -68,15 +63,11 @@ def run_supervised(epochs: int, data: Path, result: Path, params: Path) -> None:
     backbone, every train label, ``epochs`` at the pretraining's steps per epoch), next to the same
     backbone randomly initialised; written as a row of the table to ``result``."""
     from selfsup.eval.evaluate import baseline
-    from selfsup.params import load_config, load_params_yaml
+    from selfsup.params import load_config
 
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        shutil.copytree(params.parent / "params", tmp / "params")
-        user = load_params_yaml(params.read_text())
-        user.update(epochs=epochs, eval={**(user.get("eval") or {}), "supervised": {"enabled": True, "epochs": epochs}})
-        (tmp / "params.yaml").write_text(yaml.safe_dump(user, sort_keys=False))
-        cfg = load_config(tmp / "params.yaml")
+    overrides = {"epochs": epochs, "eval": {"supervised": {"enabled": True, "epochs": epochs}}}
+    with params_with(params, overrides) as run_params:
+        cfg = load_config(run_params)
         start = time.perf_counter()
         metrics = baseline(cfg, data)
         seconds = time.perf_counter() - start

@@ -20,13 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import yaml
+
+from params_copy import params_with
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,15 +43,10 @@ def search_config(method: str, space: dict, args: argparse.Namespace):
 
 def verify(method: str, best: dict, args: argparse.Namespace, out: Path) -> None:
     """The methods-table row of ``method`` with ``best`` (nested params) over the repository's params."""
-    from selfsup.params import deep_merge, load_params_yaml
-
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        shutil.copytree(args.params.parent / "params", tmp / "params")
-        user = deep_merge(load_params_yaml(args.params.read_text()), best)
-        (tmp / "params.yaml").write_text(yaml.safe_dump(user, sort_keys=False))
+    with params_with(args.params, best) as run_params:
+        tmp = run_params.parent
         cmd = [sys.executable, str(REPO / "benchmarks" / "methods_table.py"), "--one", method,
-               "--epochs", str(args.epochs), "--data", str(args.data), "--params", str(tmp / "params.yaml"),
+               "--epochs", str(args.epochs), "--data", str(args.data), "--params", str(run_params),
                "--out", str(tmp / "rows")]
         subprocess.run(cmd, check=True, env={**os.environ, "PYTHONHASHSEED": "0"})
         row = json.loads((tmp / "rows" / f"{method}.json").read_text())

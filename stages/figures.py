@@ -13,6 +13,7 @@ from selfsup.config import Config
 from selfsup.figures.ablation import write_ablation
 from selfsup.figures.elo import write_elo
 from selfsup.figures.fewlabel import write_fewlabel
+from selfsup.figures.generative import write_generative
 from selfsup.figures.headline import write_headline
 from selfsup.figures.methods import write_methods
 from selfsup.figures.runs import defaults_only, read_run, read_runs
@@ -26,7 +27,7 @@ def main(args: argparse.Namespace, cfg: Config) -> None:
     if args.runs is not None:
         runs = read_runs(args.runs)
         written += write_methods(defaults_only(runs), args.out) + write_sweeps(runs, args.out)
-        written += write_ablation(runs, args.out)
+        written += write_ablation(runs, args.out) + write_generative(runs, args.out)
     if args.run is not None:
         run = read_run(*args.run)
         written += write_methods({run.name: run}, args.out)

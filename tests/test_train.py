@@ -23,6 +23,9 @@ STATEFUL = {
     "swav": {"n_prototypes": 10, "queue_length": 32, "queue_start_epoch": 1,  # prototypes, queue
              "freeze_prototypes_iters": 3, "views": {"size": 16, "multi_crop": {"n_small": 2, "size": 8}}},
     "dino": {"out_dim": 32, "views": {"size": 16, "multi_crop": {"n_small": 2, "size": 8}}},  # teacher, centre
+    "betavae": {"capacity": True, "lr": 1e-3, "optim": {"name": "adamw"}},     # capacity schedule's progress
+    "vqvae": {"n_codes": 8, "code_dim": 4, "hidden": 8, "ema": True,          # EMA codebook, restarts, prior
+              "restart_after": 2, "prior_channels": 8, "prior_layers": 1},
 }
 
 

@@ -266,12 +266,17 @@ def record_evaluation(run_json: Path, metrics: dict[str, float], namespace: str,
     tracker.describe(description)
 
 
-def log_figures(run_json: Path, paths: list[Path]) -> bool:
-    """Log figures to the run in ``run_json`` under ``figures/``; False (with a warning) when that run
-    is not in this store, e.g. on a fresh clone whose records came with git but whose store did not."""
+def log_artifacts(run_json: Path, paths: list[Path], folder: str) -> bool:
+    """Log files to the run in ``run_json`` under ``folder/``; False (with a warning) when that run is not
+    in this store, e.g. on a fresh clone whose records came with git but whose store did not."""
     tracker = _recorded_run(run_json) if Path(run_json).is_file() else None
     if tracker is None:
         return False
     for path in paths:
-        tracker.log_artifact(path, "figures")
+        tracker.log_artifact(path, folder)
     return True
+
+
+def log_figures(run_json: Path, paths: list[Path]) -> bool:
+    """Log figures to the run in ``run_json`` under ``figures/`` (see :func:`log_artifacts`)."""
+    return log_artifacts(run_json, paths, "figures")

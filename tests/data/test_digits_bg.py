@@ -1,8 +1,11 @@
-"""digits-bg composites (determinism, leakage-free split, masks, background pool) and the prepared store."""
+"""digits-bg composites (determinism, leakage-free split, masks, background pool, generative factors) and the
+prepared store."""
 
 from __future__ import annotations
 
+import colorsys
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 
@@ -11,9 +14,9 @@ import pytest
 from sklearn.datasets import load_digits
 
 from selfsup.config.image import DigitsBgConfig
-from selfsup.data.digits_bg import CLASSES, build_digits_bg
-from selfsup.data.prepare import channel_stats
-from selfsup.data.store import ImageSplit, load_meta, load_split, save_dataset
+from selfsup.data.digits_bg import CLASSES, FACTORS, build_digits_bg
+from selfsup.data.prepare import channel_stats, prepare_images
+from selfsup.data.store import Factor, ImageSplit, load_factors, load_meta, load_split, save_dataset
 from selfsup.errors import ConfigError, DataError
 from selfsup.params import config_from_dict
 
@@ -183,6 +186,109 @@ def test_controls_switch_off_one_nuisance_and_keep_every_other_draw() -> None:
         config_from_dict({"data": {"digits_bg": {"background": "grey"}}})
 
 
+# -- generative factors ----------------------------------------------------------------------------
+
+TINY = DigitsBgConfig(image_size=16, digit_min=4, digit_max=10, train_per_scan=1, test_per_scan=1, background_pool=5)
+
+
+def _digest(splits: dict[str, ImageSplit]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(splits):
+        for array in (splits[name].images, splits[name].labels, splits[name].masks, splits[name].source_ids):
+            h.update(np.ascontiguousarray(array).tobytes())
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize(("seed", "spec", "expected"), [
+    pytest.param(0, SMALL, "82608e8c6640ee7699ea9718430d0069981cb4582d177ef05b913447f84d6696", id="small"),
+    pytest.param(7, TINY, "e2f0610cc70365f3b1d701e8709ec4e4389ec55279b16ae752828b9e039099f8", id="tiny"),
+    pytest.param(7, dataclasses.replace(TINY, background="black"),
+                 "80dcd10bb363922ca87050a55863bc0bf8b7450b87c1f2a580a388ce398affbe", id="black"),
+    pytest.param(7, dataclasses.replace(TINY, digit_colour="white"),
+                 "ff2ded909481086b323db3c742d502910677864050cf4c92f303e39ec488000a", id="white"),
+    pytest.param(7, dataclasses.replace(TINY, background_pool=0),
+                 "27e1cb3ca287395b82b29af306485901d615133f7b7f3a36bd15c474ee7ab3ed", id="pool-0"),
+])
+def test_recording_factors_changes_no_image(seed: int, spec: DigitsBgConfig, expected: str) -> None:
+    """Images, labels, masks and source ids hash as they did before factors were recorded (digests
+    of the builds made by the code without factors), so every random draw is unchanged."""
+    assert _digest(build_digits_bg(seed, spec)) == expected
+
+
+def test_factors_describe_each_composite(small: dict[str, ImageSplit]) -> None:
+    spec = SMALL
+    assert [(f.name, f.type) for f in FACTORS] == [
+        ("digit", "categorical"), ("hue", "continuous"), ("scale", "discrete"),
+        ("x", "discrete"), ("y", "discrete"), ("background", "categorical")]
+    for split in small.values():
+        f = split.factors
+        assert f.dtype == np.float32 and f.shape == (len(split.images), len(FACTORS))
+        digit, hue, scale, x, y, background = f.T
+        np.testing.assert_array_equal(digit, split.labels)
+        assert hue.min() >= 0.0 and hue.max() < 1.0
+        for column in (scale, x, y, background):
+            np.testing.assert_array_equal(column, np.round(column))
+        assert scale.min() == spec.digit_min and scale.max() == spec.digit_max
+        assert x.min() == 0 and y.min() == 0
+        assert (x + scale <= spec.image_size).all() and (y + scale <= spec.image_size).all()
+        assert background.min() == 0 and background.max() == spec.background_pool - 1
+        # the mask lies inside the pasted square [y, y + scale) x [x, x + scale)
+        for m, (xi, yi, si) in zip(split.masks[:300], f[:300, 2:5][:, [1, 2, 0]], strict=True):
+            ys, xs = np.nonzero(m)
+            assert ys.min() >= yi and ys.max() < yi + si and xs.min() >= xi and xs.max() < xi + si
+
+
+def test_hue_is_the_hue_of_the_opaque_pixels(small: dict[str, ImageSplit]) -> None:
+    """Opaque stroke pixels (alpha == 1) carry the rounded digit colour, the most common colour
+    under the mask; its hue matches the recorded one up to the rounding. The hue is a sixth of
+    (difference of two channels) / chroma; rounding moves each channel by <= 0.5, so both the
+    difference and the chroma by <= 1, and the hue by <= (1/6) * 2 / chroma = 1/120 for chroma >= 40."""
+    split = small["test"]
+    checked = 0
+    for image, mask, hue in zip(split.images[:300], split.masks[:300], split.factors[:300, 1], strict=True):
+        values, counts = np.unique(image[mask], axis=0, return_counts=True)
+        colour = values[counts.argmax()].astype(float)
+        if colour.max() - colour.min() < 40:
+            continue
+        recomputed = colorsys.rgb_to_hsv(*(colour / 255.0))[0]
+        assert abs((recomputed - hue + 0.5) % 1.0 - 0.5) <= 1 / 120
+        checked += 1
+    assert checked >= 200
+
+
+def test_controls_keep_the_factors_they_do_not_switch_off() -> None:
+    """The controls share every draw: digit, scale and position are the default build's; white
+    digits record hue 0 (white has none) and black backgrounds record background 0 (there is one)."""
+    default = build_digits_bg(3, TINY)["test"].factors
+    black = build_digits_bg(3, dataclasses.replace(TINY, background="black"))["test"].factors
+    white = build_digits_bg(3, dataclasses.replace(TINY, digit_colour="white"))["test"].factors
+    plain = build_digits_bg(3, dataclasses.replace(TINY, background="black", digit_colour="white"))["test"].factors
+    shared = [0, 2, 3, 4]  # digit, scale, x, y
+    for variant in (black, white, plain):
+        np.testing.assert_array_equal(variant[:, shared], default[:, shared])
+    assert len(np.unique(default[:, 1])) == len(default) and len(np.unique(default[:, 5])) == TINY.background_pool
+    np.testing.assert_array_equal(black[:, 1], default[:, 1])
+    np.testing.assert_array_equal(white[:, 5], default[:, 5])
+    assert (white[:, 1] == 0).all() and (plain[:, 1] == 0).all()
+    assert (black[:, 5] == 0).all() and (plain[:, 5] == 0).all()
+
+
+def test_prepare_images_writes_the_factors(tmp_path: Path) -> None:
+    cfg = config_from_dict({"data": {"digits_bg": dataclasses.asdict(TINY)}})
+    meta = prepare_images(cfg, tmp_path / "prepared")
+    assert [f["name"] for f in meta["factors"]] == [f.name for f in FACTORS]
+    built = build_digits_bg(cfg.seed, TINY)
+    for name in ("train", "test"):
+        factors, entries = load_factors(tmp_path / "prepared", name)
+        assert entries == meta["factors"]
+        np.testing.assert_array_equal(factors, built[name].factors)
+    by_name = {f["name"]: f for f in meta["factors"]}
+    assert by_name["digit"] == {"name": "digit", "type": "categorical", "values": 10}
+    assert by_name["hue"] == {"name": "hue", "type": "continuous", "values": None}
+    assert by_name["scale"]["values"] == TINY.digit_max - TINY.digit_min + 1
+    assert by_name["background"]["values"] == TINY.background_pool
+
+
 # -- store -----------------------------------------------------------------------------------------
 
 
@@ -249,6 +355,68 @@ def test_save_dataset_rejects_unknown_split_names(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="val"):
         save_dataset(tmp_path / "d", "toy", ["a"], {"val": splits["train"]})
     assert not (tmp_path / "d").exists()
+
+
+def test_store_round_trip_of_factors(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    splits = _splits(rng)
+    names = [Factor("shape", "categorical"), Factor("size", "discrete"), Factor("angle", "continuous")]
+    for split in splits.values():
+        n = len(split.images)
+        split.factors = np.stack([rng.integers(0, 3, n), rng.integers(0, 5, n), rng.random(n)], 1)
+    save_dataset(tmp_path / "d", "toy", ["a"], splits, extra={"mean": [0.5]}, factors=names)
+    meta = load_meta(tmp_path / "d")
+    both = np.concatenate([s.factors for s in splits.values()])
+    assert meta["factors"] == [{"name": "shape", "type": "categorical", "values": len(np.unique(both[:, 0]))},
+                               {"name": "size", "type": "discrete", "values": len(np.unique(both[:, 1]))},
+                               {"name": "angle", "type": "continuous", "values": None}]
+    assert meta["mean"] == [0.5] and meta["has_masks"] is True
+    for name, split in splits.items():
+        factors, entries = load_factors(tmp_path / "d", name)
+        assert factors.dtype == np.float32 and entries == meta["factors"]
+        np.testing.assert_array_equal(factors, split.factors.astype(np.float32))
+        np.testing.assert_array_equal(load_split(tmp_path / "d", name).factors, factors)
+
+
+def test_factors_are_described_only_when_every_split_has_them(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    splits = _splits(rng)
+    save_dataset(tmp_path / "none", "toy", ["a"], splits)  # a real dataset: no factors anywhere
+    assert "factors" not in load_meta(tmp_path / "none")
+    assert load_factors(tmp_path / "none", "train") is None
+    assert load_split(tmp_path / "none", "train").factors is None
+    assert not (tmp_path / "none" / "train" / "factors.npy").exists()
+    splits["train"].factors = rng.random((6, 2)).astype(np.float32)
+    names = [Factor("u", "continuous"), Factor("v", "continuous")]
+    save_dataset(tmp_path / "part", "toy", ["a"], splits, factors=names)
+    assert "factors" not in load_meta(tmp_path / "part")
+    assert load_factors(tmp_path / "part", "train") is None
+    np.testing.assert_array_equal(load_split(tmp_path / "part", "train").factors, splits["train"].factors)
+
+
+def test_wrong_factors_raise_data_error(tmp_path: Path) -> None:
+    images = np.zeros((4, 5, 5, 3), dtype=np.uint8)
+    labels = np.zeros(4, dtype=np.int64)
+    with pytest.raises(DataError, match=r"factors must be \(N, F\) with N = 4 images, got shape \(4,\)"):
+        ImageSplit(images=images, labels=labels, factors=np.zeros(4, dtype=np.float32))
+    with pytest.raises(DataError, match=r"N = 4 images, got shape \(3, 2\)"):
+        ImageSplit(images=images, labels=labels, factors=np.zeros((3, 2), dtype=np.float32))
+    with pytest.raises(DataError, match="type 'ordinal'"):
+        Factor("size", "ordinal")
+    split = ImageSplit(images=images, labels=labels, factors=np.zeros((4, 2), dtype=np.float32))
+    with pytest.raises(DataError, match="2 columns for 1 named factors"):
+        save_dataset(tmp_path / "d", "toy", ["a"], {"train": split}, factors=[Factor("u", "continuous")])
+    with pytest.raises(DataError, match="no factor names"):
+        save_dataset(tmp_path / "d", "toy", ["a"], {"train": split})
+    assert not (tmp_path / "d").exists()
+    names = [Factor("u", "continuous"), Factor("v", "discrete")]
+    save_dataset(tmp_path / "d", "toy", ["a"], {"train": split}, factors=names)
+    (tmp_path / "d" / "train" / "factors.npy").unlink()
+    with pytest.raises(DataError, match="factors.npy is missing.*dvc repro"):
+        load_factors(tmp_path / "d", "train")
+    np.save(tmp_path / "d" / "train" / "factors.npy", np.zeros((4, 3), dtype=np.float32))
+    with pytest.raises(DataError, match="3 columns but meta.json.*names 2"):
+        load_factors(tmp_path / "d", "train")
 
 
 def test_load_split_of_missing_split_names_available_splits(tmp_path: Path) -> None:

@@ -50,3 +50,40 @@ def test_evaluate_without_a_supervised_baseline_reports_no_supervised_keys(proje
     metrics = evaluate(cfg, data, project / "out" / "model.pt", {"raw_pixels": {"linear_top1": 0.1, "knn_top1": 0.2}})
     assert not {k for k in metrics if "supervised" in k}
     assert "supervised" not in summary(metrics) and metrics["pixels_linear_top1"] == 0.1
+
+
+def _digits(project, **spec: object):  # noqa: ANN202 - a prepared digits-bg folder
+    from selfsup.data.prepare import prepare_images
+    from selfsup.params import config_from_dict
+
+    cfg = config_from_dict({"data": {"digits_bg": {"train_per_scan": 1, "test_per_scan": 1, **spec}}})
+    prepare_images(cfg, project / "digits")
+    return project / "digits"
+
+
+def test_evaluate_scores_disentanglement_and_a_generative_models_reconstructions(project) -> None:
+    data = _digits(project)
+    cfg = load_config(write_params(project, method="betavae", **{**TINY_RUN, "batch_size": 64, "epochs": 2,
+                                                                  "lr": 1e-3, "optim": {"name": "adamw"},
+                                                                  "eval": {"linear": {"epochs": 5}}}))
+    pretrain(cfg, data, project / "out", project / "ck", track=False)
+    metrics = evaluate(cfg, data, project / "out" / "model.pt", {"raw_pixels": {"linear_top1": 0.1, "knn_top1": 0.2}})
+    for prefix in ("", "random_"):
+        assert 0.0 <= metrics[f"{prefix}betavae_score"] <= 1.0 and 0.0 <= metrics[f"{prefix}mig"] <= 1.0
+        assert {f"{prefix}mig_{name}" for name in ("digit", "hue", "scale", "x", "y", "background")} <= set(metrics)
+    assert metrics["betavae_chance"] == 1 / 6
+    # the mean train image as every reconstruction: a fixed, positive error; the model's is measured against it
+    assert metrics["mean_image_mse"] > 0
+    assert metrics["recon_mse_ratio"] == metrics["recon_mse"] / metrics["mean_image_mse"]
+    assert metrics["kl"] > 0 and 0 <= metrics["active_units"] <= 10
+
+
+def test_evaluate_reports_a_vqvaes_code_usage_and_nothing_for_data_without_factors(project) -> None:
+    data = tiny_dataset(project / "data")
+    cfg = load_config(write_params(project, method="vqvae", **{**TINY_RUN, "epochs": 1, "n_codes": 8, "code_dim": 4,
+                                                                "hidden": 8, "prior_channels": 8}))
+    pretrain(cfg, data, project / "out", project / "ck", track=False)
+    metrics = evaluate(cfg, data, project / "out" / "model.pt", {"raw_pixels": {"linear_top1": 0.1, "knn_top1": 0.2}})
+    assert not {k for k in metrics if "betavae" in k or "mig" in k}
+    assert 1 <= metrics["codes_used"] <= 8 and 1.0 <= metrics["perplexity"] <= metrics["codes_used"] + 1e-6
+    assert "kl" not in metrics and "active_units" not in metrics

@@ -14,9 +14,19 @@ Two controls switch a nuisance off while every random draw stays the same (so th
 their scan, size and position): ``background: black`` pastes onto black instead of a photo, and
 ``digit_colour: white`` paints every digit white. With both, the data is plain white digits on
 black; ``benchmarks/methods_table.py`` uses these variants to show what the nuisances cost.
+
+Every composite also records the generative factors it was made from (:data:`FACTORS`): the
+digit class, the hue in [0, 1) of its colour, the pasted side in pixels, the top-left paste
+position (x, y) in pixels and the index of its background crop in the split's pool. A factor a
+control switches off is recorded as the constant it becomes: hue 0 with ``digit_colour: white``
+(white has no hue), background 0 with ``background: black`` (every background is the same
+black); disentanglement metrics skip such constant factors. The factors are computed from draws
+already made, so recording them changes no image.
 """
 
 from __future__ import annotations
+
+import colorsys
 
 import numpy as np
 import torch
@@ -24,9 +34,17 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits, load_sample_images
 
 from selfsup.config.image import DigitsBgConfig
-from selfsup.data.store import ImageSplit
+from selfsup.data.store import Factor, ImageSplit
 
 CLASSES = [str(d) for d in range(10)]
+FACTORS = [
+    Factor("digit", "categorical"),
+    Factor("hue", "continuous"),
+    Factor("scale", "discrete"),
+    Factor("x", "discrete"),
+    Factor("y", "discrete"),
+    Factor("background", "categorical"),
+]
 
 
 def _upscale(scans: np.ndarray, size: int) -> np.ndarray:
@@ -49,8 +67,8 @@ def _background(photos: list[np.ndarray], rng: np.random.Generator, spec: Digits
 
 
 def _composite(scan: np.ndarray, backgrounds: np.ndarray, rng: np.random.Generator,
-               spec: DigitsBgConfig) -> tuple[np.ndarray, np.ndarray]:
-    """One composite: returns (image uint8 (S, S, 3), mask bool (S, S))."""
+               spec: DigitsBgConfig) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """One composite: returns (image uint8 (S, S, 3), mask bool (S, S), [hue, scale, x, y, background])."""
     size = int(rng.integers(spec.digit_min, spec.digit_max + 1))
     alpha_digit = np.clip(spec.stroke_gain * (_upscale(scan[None], size)[0] - 0.5) + 0.5, 0.0, 1.0)
     y = int(rng.integers(0, spec.image_size - size + 1))
@@ -60,13 +78,16 @@ def _composite(scan: np.ndarray, backgrounds: np.ndarray, rng: np.random.Generat
     colour = rng.uniform(0, 255, size=3).astype(np.float32)
     if spec.digit_colour == "white":
         colour = np.full(3, 255.0, dtype=np.float32)
-    background = backgrounds[rng.integers(len(backgrounds))]
-    image = alpha[..., None] * colour + (1.0 - alpha[..., None]) * background
-    return np.clip(np.rint(image), 0, 255).astype(np.uint8), alpha > 0.5
+    b = int(rng.integers(len(backgrounds)))
+    image = alpha[..., None] * colour + (1.0 - alpha[..., None]) * backgrounds[b]
+    hue = colorsys.rgb_to_hsv(*(float(c) / 255.0 for c in colour))[0]
+    factors = [hue, size, x, y, 0 if spec.background == "black" else b]
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8), alpha > 0.5, factors
 
 
 def build_digits_bg(seed: int, spec: DigitsBgConfig = DigitsBgConfig()) -> dict[str, ImageSplit]:
-    """Build the train and test splits of digits-bg deterministically from ``seed``."""
+    """Build the train and test splits of digits-bg deterministically from ``seed``, with each
+    composite's generative factors (columns as in :data:`FACTORS`)."""
     digits = load_digits()
     scans = (digits.images / 16.0).astype(np.float32)
     labels = digits.target.astype(np.int64)
@@ -82,11 +103,12 @@ def build_digits_bg(seed: int, spec: DigitsBgConfig = DigitsBgConfig()) -> dict[
         backgrounds = np.stack([_background(photos, rng, spec) for _ in range(spec.background_pool or len(ids))])
         if spec.background == "black":
             backgrounds = np.zeros_like(backgrounds)
-        pairs = [_composite(scans[i], backgrounds, rng, spec) for i in ids]
+        made = [_composite(scans[i], backgrounds, rng, spec) for i in ids]
         splits[name] = ImageSplit(
-            images=np.stack([p[0] for p in pairs]),
+            images=np.stack([m[0] for m in made]),
             labels=labels[ids],
-            masks=np.stack([p[1] for p in pairs]),
+            masks=np.stack([m[1] for m in made]),
             source_ids=ids.astype(np.int64),
+            factors=np.array([[labels[i], *m[2]] for i, m in zip(ids, made, strict=True)], dtype=np.float32),
         )
     return splits

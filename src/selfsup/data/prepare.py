@@ -1,4 +1,5 @@
-"""The ``prepare_images`` stage's library function: materialise the chosen dataset."""
+"""The ``prepare_images`` stage's library function: materialise the chosen dataset (with its
+generative factors where it has them: digits-bg)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from selfsup.config import Config
-from selfsup.data.digits_bg import CLASSES, build_digits_bg
+from selfsup.data.digits_bg import CLASSES, FACTORS, build_digits_bg
 from selfsup.data.store import ImageSplit, load_meta, save_dataset
 from selfsup.schema import to_dict
 
@@ -41,5 +42,6 @@ def prepare_images(cfg: Config, out_dir: Path) -> dict:
     classes, splits = load_splits(cfg)
     mean, std = channel_stats(splits["train"].images)
     extra = {"mean": mean, "std": std, "seed": cfg.seed, "data": to_dict(cfg.data)}
-    save_dataset(out_dir, cfg.dataset, classes, splits, extra=extra)
+    factors = FACTORS if cfg.dataset == "digits-bg" else None
+    save_dataset(out_dir, cfg.dataset, classes, splits, extra=extra, factors=factors)
     return load_meta(out_dir)

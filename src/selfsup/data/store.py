@@ -7,10 +7,16 @@ A prepared dataset is one folder::
     <split>/labels.npy        int64 (N,), -1 for unlabeled images
     <split>/masks.npy         bool (N, H, W), only where ground-truth foreground masks exist
     <split>/source_ids.npy    int64 (N,), the source item each image came from
+    <split>/factors.npy       float32 (N, F), only where the generative factors are known
 
 Splits are ``train`` (labeled, used for pretraining and for fitting probes), ``test`` and an
 optional ``unlabeled`` (pretraining only). The folder is written to a temporary sibling and
 renamed into place, so a reader never sees a half-written dataset.
+
+Where every split has factors (digits-bg does; real datasets do not), ``meta.json`` describes
+their columns under ``"factors"``: ``[{"name", "type", "values"}, ...]`` with ``type`` one of
+``categorical``, ``discrete`` (ordered integers) or ``continuous``, and ``values`` the number of
+distinct values over all splits (null for continuous factors).
 """
 
 from __future__ import annotations
@@ -26,6 +32,19 @@ from selfsup.errors import DataError
 from selfsup.io import replace_folder
 
 SPLITS = ("train", "test", "unlabeled")
+FACTOR_TYPES = ("categorical", "discrete", "continuous")
+
+
+@dataclass(frozen=True)
+class Factor:
+    """One column of a split's ``factors``: its name and type (one of :data:`FACTOR_TYPES`)."""
+
+    name: str
+    type: str
+
+    def __post_init__(self) -> None:
+        if self.type not in FACTOR_TYPES:
+            raise DataError(f"factor {self.name!r} has type {self.type!r}; allowed: {list(FACTOR_TYPES)}")
 
 
 @dataclass
@@ -36,6 +55,7 @@ class ImageSplit:
     labels: np.ndarray
     masks: np.ndarray | None = None
     source_ids: np.ndarray | None = None
+    factors: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.images)
@@ -45,24 +65,51 @@ class ImageSplit:
             raise DataError(f"{len(self.labels)} labels for {n} images")
         if self.masks is not None and self.masks.shape != self.images.shape[:3]:
             raise DataError(f"masks of shape {self.masks.shape} do not match images {self.images.shape}")
+        if self.factors is not None and (self.factors.ndim != 2 or len(self.factors) != n):
+            raise DataError(f"factors must be (N, F) with N = {n} images, got shape {self.factors.shape}")
         if self.source_ids is None:
             self.source_ids = np.arange(n, dtype=np.int64)
 
 
+def _factor_meta(splits: dict[str, ImageSplit], factors: list[Factor] | None) -> list[dict] | None:
+    """The meta entry describing the factor columns, or None unless every split has factors."""
+    present = [s.factors for s in splits.values() if s.factors is not None]
+    if not present:
+        return None
+    if factors is None:
+        raise DataError("the splits carry factors but no factor names and types were given")
+    for values in present:
+        if values.shape[1] != len(factors):
+            raise DataError(f"factors have {values.shape[1]} columns for {len(factors)} named factors "
+                            f"{[f.name for f in factors]}")
+    if len(present) < len(splits):
+        return None
+    return [{"name": f.name, "type": f.type,
+             "values": None if f.type == "continuous"
+             else int(len(np.unique(np.concatenate([v[:, k] for v in present]))))}
+            for k, f in enumerate(factors)]
+
+
 def save_dataset(root: Path, dataset: str, classes: list[str], splits: dict[str, ImageSplit],
-                 extra: dict | None = None) -> None:
-    """Write ``splits`` under ``root`` atomically (temp folder, then rename)."""
+                 extra: dict | None = None, factors: list[Factor] | None = None) -> None:
+    """Write ``splits`` under ``root`` atomically (temp folder, then rename).
+
+    ``factors`` names and types the columns of the splits' factor arrays; ``meta.json`` describes
+    them only when every split has factors.
+    """
     root = Path(root)
     unknown = set(splits) - set(SPLITS)
     if unknown:
         raise DataError(f"unknown split names {sorted(unknown)}; allowed: {list(SPLITS)}")
     first = next(iter(splits.values()))
+    factor_meta = _factor_meta(splits, factors)
     meta = {
         "dataset": dataset,
         "classes": list(classes),
         "image_size": [int(first.images.shape[1]), int(first.images.shape[2])],
         "splits": {name: int(len(s.images)) for name, s in splits.items()},
         "has_masks": all(s.masks is not None for s in splits.values()),
+        **({"factors": factor_meta} if factor_meta is not None else {}),
         **(extra or {}),
     }
 
@@ -75,6 +122,8 @@ def save_dataset(root: Path, dataset: str, classes: list[str], splits: dict[str,
             np.save(d / "source_ids.npy", split.source_ids.astype(np.int64))
             if split.masks is not None:
                 np.save(d / "masks.npy", split.masks.astype(bool))
+            if split.factors is not None:
+                np.save(d / "factors.npy", split.factors.astype(np.float32))
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
 
     replace_folder(root, fill)
@@ -96,14 +145,31 @@ def load_split(root: Path, split: str, mmap: bool = True) -> ImageSplit:
     mode = "r" if mmap else None
     try:
         masks = np.load(d / "masks.npy", mmap_mode=mode) if (d / "masks.npy").exists() else None
+        factors = np.load(d / "factors.npy") if (d / "factors.npy").exists() else None
         return ImageSplit(
             images=np.load(d / "images.npy", mmap_mode=mode),
             labels=np.load(d / "labels.npy"),
             masks=masks,
             source_ids=np.load(d / "source_ids.npy"),
+            factors=factors,
         )
     except (OSError, ValueError, EOFError) as exc:
         raise DataError(f"prepared split {d} is unreadable ({exc}); rerun `dvc repro -f prepare_images`") from exc
+
+
+def load_factors(root: Path, split: str) -> tuple[np.ndarray, list[dict]] | None:
+    """(factors float32 (N, F), their meta entries) of one split, or None where the dataset has none."""
+    meta = load_meta(root)
+    if "factors" not in meta:
+        return None
+    factors = load_split(root, split).factors
+    if factors is None:
+        raise DataError(f"meta.json of {root} lists factors but {split}/factors.npy is missing; "
+                        "rerun `dvc repro -f prepare_images`")
+    if factors.shape[1] != len(meta["factors"]):
+        raise DataError(f"{split}/factors.npy has {factors.shape[1]} columns but meta.json of {root} names "
+                        f"{len(meta['factors'])}; rerun `dvc repro -f prepare_images`")
+    return factors, meta["factors"]
 
 
 def images_tensor(images: np.ndarray) -> torch.Tensor:

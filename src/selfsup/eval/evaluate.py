@@ -4,6 +4,9 @@
 probe and weighted kNN on the test split, and puts them next to the baselines: the same extractor
 randomly initialised, raw pixels and the supervised ceiling (which ``baseline`` computes once per
 dataset, together with a random ``backbone``; the supervised model is :mod:`selfsup.eval.supervised`).
+Where the dataset records its generative factors (digits-bg), the test features of both extractors
+are also scored for disentanglement (:mod:`selfsup.eval.disentangle`: the beta-VAE score and MIG);
+a generative method's reconstructions are measured too (:mod:`selfsup.eval.generative`).
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ import torch
 
 from selfsup.augment.views import EvalTransform
 from selfsup.config import Config
-from selfsup.data.store import load_meta, load_split
+from selfsup.data.store import load_factors, load_meta, load_split
 from selfsup.errors import DataError
+from selfsup.eval.disentangle import NO_FACTORS, disentanglement
 from selfsup.eval.features import extract_features
 from selfsup.eval.finetune import finetune_accuracy
+from selfsup.eval.generative import generative_metrics
 from selfsup.eval.knn import knn_accuracy
 from selfsup.eval.linear import linear_probe_accuracy
-from selfsup.methods import DataInfo, build_method
+from selfsup.methods import DataInfo, Method, build_method
 from selfsup.model_file import load_model_file
 from selfsup.models.backbones import build_backbone
 
@@ -95,8 +100,8 @@ def baseline(cfg: Config, data_dir: Path) -> dict[str, dict[str, float]]:
     return metrics
 
 
-def load_model(model_path: Path, random_init: bool = False) -> tuple[torch.nn.Module, int, Config]:
-    """The feature extractor of the method saved by ``pretrain``, its view size and its config.
+def load_method(model_path: Path, random_init: bool = False) -> tuple[Method, int, Config]:
+    """The method saved by ``pretrain``, its view size and its config.
 
     With ``random_init`` the same architecture is returned freshly initialised (the baseline that
     shows what pretraining added).
@@ -107,7 +112,32 @@ def load_model(model_path: Path, random_init: bool = False) -> tuple[torch.nn.Mo
     method = build_method(cfg, info)
     if not random_init:
         method.load_state_dict(state["state"])
-    return method.feature_extractor(), int(state["view_size"]), cfg
+    return method, int(state["view_size"]), cfg
+
+
+def load_model(model_path: Path, random_init: bool = False) -> tuple[torch.nn.Module, int, Config]:
+    """The feature extractor of the method saved by ``pretrain`` (see :func:`load_method`)."""
+    method, view_size, cfg = load_method(model_path, random_init)
+    return method.feature_extractor(), view_size, cfg
+
+
+def disentanglement_metrics(extractor: torch.nn.Module, data_dir: Path, cfg: Config, view_size: int,
+                            prefix: str = "") -> dict[str, float]:
+    """The beta-VAE score, its chance level and MIG (overall and per factor) of the extractor's test features,
+    as ``<prefix>betavae_score`` etc.; nothing, with a log line, for a dataset without factors."""
+    loaded = load_factors(data_dir, "test")
+    if loaded is None:
+        log.info("no disentanglement metrics: %s (%s)", NO_FACTORS, data_dir)
+        return {}
+    meta = load_meta(data_dir)
+    codes = extract_features(extractor, load_split(data_dir, "test").images,
+                             EvalTransform(view_size, meta["mean"], meta["std"]), eval_device(cfg),
+                             cfg.eval.batch_size, "test features")
+    scores = disentanglement(codes.numpy(), *loaded, seed=cfg.seed)
+    out = {f"{prefix}{k}": float(scores[k]) for k in ("betavae_score", "betavae_chance", "mig")
+           if scores.get(k) is not None}
+    out.update({f"{prefix}mig_{name}": float(gap) for name, gap in scores["mig_per_factor"].items()})
+    return out
 
 
 def summary(metrics: dict[str, float]) -> str:
@@ -130,11 +160,23 @@ def summary(metrics: dict[str, float]) -> str:
 def evaluate(cfg: Config, data_dir: Path, model_path: Path, baseline_metrics: dict) -> dict:
     """Trained-extractor accuracies, a randomly initialised extractor of the same architecture,
     raw pixels, and the gaps between them; where ``baseline_metrics`` has the supervised model, its
-    accuracies and ``linear_fraction_of_supervised`` (the linear probe over the supervised top-1)."""
-    extractor, view_size, _ = load_model(model_path)
+    accuracies and ``linear_fraction_of_supervised`` (the linear probe over the supervised top-1);
+    disentanglement of both extractors where the data have factors (``random_`` for the random one);
+    reconstruction metrics of a generative method."""
+    method, view_size, _ = load_method(model_path)
+    extractor = method.feature_extractor()
     trained = backbone_metrics(extractor, data_dir, cfg, view_size)
     random_extractor, _, _ = load_model(model_path, random_init=True)
     rand = backbone_metrics(random_extractor, data_dir, cfg, view_size)
+    factors = {**disentanglement_metrics(extractor, data_dir, cfg, view_size),
+               **disentanglement_metrics(random_extractor, data_dir, cfg, view_size, prefix="random_")}
+    generated = {}
+    if method.generative:
+        meta = load_meta(data_dir)
+        generated = generative_metrics(method, load_split(data_dir, "train").images,
+                                       load_split(data_dir, "test").images,
+                                       EvalTransform(view_size, meta["mean"], meta["std"]), eval_device(cfg),
+                                       cfg.eval.batch_size)
     n_classes = len(load_meta(data_dir)["classes"])
     if trained["linear_top1"] < rand["linear_top1"]:
         log.warning("the pretrained features score below the same extractor randomly initialised (linear probe "
@@ -162,4 +204,6 @@ def evaluate(cfg: Config, data_dir: Path, model_path: Path, baseline_metrics: di
         "gain_linear": trained["linear_top1"] - rand["linear_top1"],
         "gain_knn": trained["knn_top1"] - rand["knn_top1"],
         "chance_top1": 1.0 / n_classes,
+        **factors,
+        **generated,
     }

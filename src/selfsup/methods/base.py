@@ -87,7 +87,9 @@ class Method(nn.Module):
     - ``hard_negatives``: whether ``forward`` accepts BG_Swaps' hard negative
       (``views.hard_negative``, there when ``views.background.swaps > 0``);
     - ``shuffle_bn``: whether the method relies on per-device BatchNorm statistics (MoCo's
-      Shuffling BN), which global BatchNorm (``train.sync_bn``) would defeat.
+      Shuffling BN), which global BatchNorm (``train.sync_bn``) would defeat;
+    - ``generative``: whether the method reconstructs its input (:meth:`reconstruct`), which
+      ``evaluate`` then measures (:mod:`selfsup.eval.generative`).
     """
 
     name: str = ""
@@ -96,6 +98,7 @@ class Method(nn.Module):
     multi_crop: bool = False
     hard_negatives: bool = False
     shuffle_bn: bool = False
+    generative: bool = False
 
     def __init__(self, cfg: Config, info: DataInfo) -> None:
         super().__init__()
@@ -122,6 +125,11 @@ class Method(nn.Module):
     def feature_extractor(self) -> nn.Module:
         """The module evaluation runs on normalised images (B, 3, H, W) -> features (B, D)."""
         return self.backbone
+
+    def reconstruct(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """A generative method's deterministic reconstruction of normalised images x, in [0, 1], and its
+        latent quantities per image (``mu`` and ``kl`` for the VAEs, ``codes`` for VQ-VAE)."""
+        raise NotImplementedError(f"{type(self).__name__} does not reconstruct its input")
 
     def fixed_lr_modules(self) -> list[nn.Module]:
         """Sub-modules whose learning rate stays at its peak value instead of following the schedule."""

@@ -30,13 +30,12 @@ from pathlib import Path
 
 import torch
 
-from params_copy import params_with
-
 REPO = Path(__file__).resolve().parents[1]
 
 
 def run_one(method: str, epochs: int, data: Path, result: Path, params: Path) -> None:
     """Pretrain and evaluate ``method`` in this process; write its row to ``result``."""
+    from params_copy import params_with  # benchmarks/, on the path when run as a script
     from selfsup.eval.evaluate import evaluate
     from selfsup.params import load_config
     from selfsup.pretrain import pretrain
@@ -62,6 +61,7 @@ def run_supervised(epochs: int, data: Path, result: Path, params: Path) -> None:
     """The supervised ceiling at the shared budget: the baseline stage's supervised model (the preset's
     backbone, every train label, ``epochs`` at the pretraining's steps per epoch), next to the same
     backbone randomly initialised; written as a row of the table to ``result``."""
+    from params_copy import params_with  # benchmarks/, on the path when run as a script
     from selfsup.eval.evaluate import baseline
     from selfsup.params import load_config
 

@@ -26,8 +26,6 @@ from pathlib import Path
 
 import yaml
 
-from params_copy import params_with
-
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -43,6 +41,8 @@ def search_config(method: str, space: dict, args: argparse.Namespace):
 
 def verify(method: str, best: dict, args: argparse.Namespace, out: Path) -> None:
     """The methods-table row of ``method`` with ``best`` (nested params) over the repository's params."""
+    from params_copy import params_with  # benchmarks/, on the path when run as a script
+
     with params_with(args.params, best) as run_params:
         tmp = run_params.parent
         cmd = [sys.executable, str(REPO / "benchmarks" / "methods_table.py"), "--one", method,

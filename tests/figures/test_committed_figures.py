@@ -14,8 +14,8 @@ from conftest import REPO
 FIGURES = {
     "main": (["--run", "results/pretrain", "results/evaluate", "--elo", "results/elo_evaluate",
               "--search", "results/search"], "results/figures"),
-    "paper": (["--runs", "results/paper/runs", "--elo", "results/paper/elo", "--search", "results/paper/search"],
-              "results/paper/figures"),
+    "paper": (["--runs", "results/paper/runs", "--elo", "results/paper/elo", "--search", "results/paper/search",
+               "--fewlabel", "results/paper/fewlabel"], "results/paper/figures"),
 }
 
 

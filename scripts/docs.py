@@ -708,6 +708,24 @@ def generative_table() -> str:
     return "\n".join(lines) + "\n\nThe two factors with the largest MIG gap: " + "; ".join(tops) + "."
 
 
+def beta_sweep_summary() -> str:
+    """The beta sweep's end points: what a larger beta bought and what it cost."""
+    runs = {}
+    for path in sorted((REPO / "results/paper/runs").glob("betavae*/pretrain/config.yaml")):
+        cfg = yaml.safe_load(path.read_text())
+        evaluation = path.parent.parent / "evaluate" / "metrics.json"
+        if not cfg["capacity"] and evaluation.is_file():
+            runs[cfg["beta"]] = json.loads(evaluation.read_text())
+    low, high = min(runs), max(runs)
+    a, b = runs[low], runs[high]
+    monotone = all(runs[x]["kl"] >= runs[y]["kl"] for x, y in zip(sorted(runs), sorted(runs)[1:], strict=False))
+    return (f"From beta {low:g} to {high:g} ({len(runs)} runs): reconstruction MSE {a['recon_mse']:.4f} to "
+            f"{b['recon_mse']:.4f}, KL {a['kl']:.1f} to {b['kl']:.1f} nats"
+            f" ({'falling at every step' if monotone else 'not monotone'}), active units {a['active_units']} to "
+            f"{b['active_units']}, beta-VAE score {a['betavae_score']:.3f} to {b['betavae_score']:.3f}, MIG "
+            f"{a['mig']:.3f} to {b['mig']:.3f}, linear probe {pct(a['linear_top1'])} to {pct(b['linear_top1'])}.")
+
+
 def remote_roundtrip() -> str:
     return "```\n" + _text(RECORDS / "remote_roundtrip.txt") + "\n```"
 
@@ -756,6 +774,8 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "fewlabel-summary": fewlabel_summary,
     "fewlabel-augment-summary": fewlabel_augment_summary,
     "generative-table": generative_table,
+    "paper-beta-sweep": figure_table("beta_sweep"),
+    "beta-sweep-summary": beta_sweep_summary,
 }
 
 

@@ -776,6 +776,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "generative-table": generative_table,
     "paper-beta-sweep": figure_table("beta_sweep"),
     "beta-sweep-summary": beta_sweep_summary,
+    "paper-vqvae-codebook": figure_table("vqvae_codebook"),
 }
 
 

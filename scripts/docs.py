@@ -21,6 +21,7 @@ import argparse
 import csv
 import importlib.util
 import json
+import math
 import re
 import statistics
 import sys
@@ -430,7 +431,7 @@ def _adopted(method: str, found: dict) -> bool:
     from selfsup.params import load_config
 
     cfg = load_config(REPO / "params.yaml", {"method": method, "epochs": found["epochs"]}).to_dict()
-    if cfg != found["config"]:
+    if {k: cfg.get(k) for k in found["config"]} != found["config"]:  # sections added since are not the recipe
         return False
     row = _methods("methods")[method]
     if any(row[k] != found[k] for k in ("linear_top1", "knn_top1", "gain_linear", "gain_knn")):
@@ -726,6 +727,55 @@ def beta_sweep_summary() -> str:
             f"{a['mig']:.3f} to {b['mig']:.3f}, linear probe {pct(a['linear_top1'])} to {pct(b['linear_top1'])}.")
 
 
+TRANSLATE = REPO / "results/paper/translate"
+TRANSLATE_ORDER = ("cyclegan", "cut", "fastcut", "dclgan")
+# (score, direction): +1 when higher is better
+TRANSLATE_SCORES = (("l1", -1, "L1"), ("ssim", 1, "SSIM"), ("content", 1, "content"))
+
+
+def _translate_evals() -> dict[str, dict]:
+    runs = {p.parent.parent.name: json.loads(p.read_text()) for p in sorted(TRANSLATE.glob("*/eval/metrics.json"))}
+    return dict(sorted(runs.items(), key=lambda kv: (TRANSLATE_ORDER.index(kv[0]) if kv[0] in TRANSLATE_ORDER
+                                                    else len(TRANSLATE_ORDER), kv[0])))
+
+
+def _margin(run: dict, ref: dict, key: str, direction: int) -> str:
+    """The run's margin over a reference on one score, in standard errors of the difference."""
+    diff = direction * (run[key] - ref[key])
+    se = math.sqrt(run[f"{key}_se"] ** 2 + ref[f"{key}_se"] ** 2)
+    verdict = "beats" if diff > 2 * se else ("loses to" if diff < -2 * se else "ties")
+    return f"{verdict} ({diff / se:+.1f} SE)"
+
+
+def translation_summary() -> str:
+    """Per run: whether it beats the identity and the black-background references on each paired score and
+    on content, by more than two standard errors of the difference."""
+    lines = []
+    for name, m in _translate_evals().items():
+        s, refs = m["translation"], m["baselines"]
+        parts = []
+        for key, direction, label in TRANSLATE_SCORES:
+            value = f"{100 * s[key]:.1f}%" if key == "content" else f"{s[key]:.3f}"
+            parts.append(f"{label} {value}: identity {_margin(s, refs['identity'], key, direction)}, black "
+                         f"background {_margin(s, refs['black_background'], key, direction)}")
+        lines.append(f"- `{name}`: " + "; ".join(parts) + ".")
+    return "\n".join(lines)
+
+
+def translation_cost() -> str:
+    """Seconds per step and peak memory of each method, measured side by side (benchmarks/translate_cost.py)."""
+    record = json.loads((RECORDS / "translate_cost.json").read_text())
+    methods = record["methods"]
+    base = methods["cyclegan"]["seconds_per_step"]
+    lines = [f"Measured on {record['machine']}, {record['threads']} threads, {record['steps']} steps after "
+             f"{record['warmup']} of warm-up, median of {len(methods['cyclegan']['rounds'])} rounds taken in turn.",
+             "", "| method | s/step | vs CycleGAN | peak MiB (process) | parameters |", "|---|---|---|---|---|"]
+    for name, m in methods.items():
+        lines.append(f"| {name} | {m['seconds_per_step']:.3f} | {m['seconds_per_step'] / base:.2f}x | "
+                     f"{m['peak_rss_mib']:.0f} | {m['parameters']:,} |")
+    return "\n".join(lines)
+
+
 def remote_roundtrip() -> str:
     return "```\n" + _text(RECORDS / "remote_roundtrip.txt") + "\n```"
 
@@ -777,6 +827,9 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "paper-beta-sweep": figure_table("beta_sweep"),
     "beta-sweep-summary": beta_sweep_summary,
     "paper-vqvae-codebook": figure_table("vqvae_codebook"),
+    "paper-translation": figure_table("translation"),
+    "translation-summary": translation_summary,
+    "translation-cost": translation_cost,
 }
 
 

@@ -1,6 +1,7 @@
 """Stage `figures`: figures (PNG, SVG) and tables (Markdown, CSV) from metrics files only, never by
 training; the same inputs give byte-identical files. The main DAG draws its one run, search and ELo
-model; the paper pipeline draws every grid (`--runs`, `--elo`, `--search`, `--fewlabel` on its folders)."""
+model; the paper pipeline draws every grid (`--runs`, `--elo`, `--search`, `--fewlabel`, `--translate` on its
+folders)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from selfsup.figures.methods import write_methods
 from selfsup.figures.runs import defaults_only, read_run, read_runs
 from selfsup.figures.search import write_search
 from selfsup.figures.sweeps import write_sweeps
+from selfsup.figures.translation import write_translation
 from selfsup.tracking import log_figures
 
 
@@ -37,6 +39,8 @@ def main(args: argparse.Namespace, cfg: Config) -> None:
         written += write_search(args.search, args.out)
     if args.fewlabel is not None:
         written += write_fewlabel(args.fewlabel, args.out)
+    if args.translate is not None:
+        written += write_translation(args.translate, args.out)
     if args.headline is not None:
         if args.run is None or args.elo is None:
             raise SystemExit("--headline needs --run and --elo: it takes their evaluate metrics")
@@ -59,12 +63,14 @@ if __name__ == "__main__":
                         help="a search output folder (trials.csv), or a folder of <sampler>-s<seed> studies")
     parser.add_argument("--fewlabel", type=Path,
                         help="a folder of few-label runs, <run>-<percent>pct/ and augment-<level>/ (paper pipeline)")
+    parser.add_argument("--translate", type=Path,
+                        help="a folder of translation runs, <run>/{train,eval} (the paper pipeline)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the figures and tables")
     parser.add_argument("--headline", type=Path, metavar="METRICS_JSON",
                         help="also write the image and video linear/kNN top-1 to this metrics file (the main DAG)")
     parser.add_argument("--log-to", type=Path, action="append", default=[], metavar="RUN_JSON",
                         help="also log the figures (PNG) and tables (Markdown) to the MLflow run in this run.json")
     args = parser.parse_args()
-    if not any(getattr(args, name) for name in ("runs", "run", "elo", "search", "fewlabel")):
-        parser.error("give at least one of --runs, --run, --elo, --search, --fewlabel")
+    if not any(getattr(args, name) for name in ("runs", "run", "elo", "search", "fewlabel", "translate")):
+        parser.error("give at least one of --runs, --run, --elo, --search, --fewlabel, --translate")
     sys.exit(run_stage(main, parser, "figures"))

@@ -53,6 +53,8 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "finetune": ("seed", "subsets", "finetune", "train.device"),
     "distill": ("seed", "distill", "train.device"),
     "selftrain": ("seed", "selftrain", "train.device"),
+    "translate": ("seed", "translate", "train.device", "train.threads"),
+    "translate_eval": ("seed", "translate", "segment", "train.device", "train.threads"),
     "figures": (),
 }
 # ``search.target=image`` trains the image method in every trial, so it reads what pretrain reads.

@@ -1,6 +1,6 @@
 """The configuration schema of a run: :class:`Config`, the top-level params over the image
-sections (:mod:`selfsup.config.image`), the video sections (:mod:`selfsup.config.video`) and the
-few-label sections (:mod:`selfsup.config.fewlabel`).
+sections (:mod:`selfsup.config.image`), the video sections (:mod:`selfsup.config.video`), the
+few-label sections (:mod:`selfsup.config.fewlabel`) and image translation (:mod:`selfsup.config.translate`).
 
 This package holds the dataclasses, their defaults and their checks only: it reads no file and
 imports no method, so the methods can import it. :mod:`selfsup.params` layers the method's paper
@@ -26,6 +26,7 @@ from selfsup.config.image import (
     TrainConfig,
     ViewsConfig,
 )
+from selfsup.config.translate import TranslateConfig
 from selfsup.config.video import EloConfig, SearchConfig, VideoConfig, ZipfConfig
 from selfsup.errors import ConfigError
 from selfsup.schema import Omitted, flatten, knob, param_key, to_dict
@@ -58,6 +59,7 @@ class Config:
     finetune: FinetuneStageConfig = knob(FinetuneStageConfig())
     distill: DistillConfig = knob(DistillConfig())
     selftrain: SelftrainConfig = knob(SelftrainConfig())
+    translate: TranslateConfig = knob(TranslateConfig())
     knobs: Any = dataclasses.field(default=None, metadata={"internal": True})
 
     def check(self, prefix: str) -> None:

@@ -66,15 +66,33 @@ def _background(photos: list[np.ndarray], rng: np.random.Generator, spec: Digits
     return out[0].permute(1, 2, 0).numpy()
 
 
+def digit_alpha(scan: np.ndarray, size: int, spec: DigitsBgConfig = DigitsBgConfig()) -> np.ndarray:
+    """The paste's alpha of an 8x8 ``scan`` in [0, 1] upscaled to ``size`` pixels: contrast-stretched by
+    ``stroke_gain`` so strokes are opaque with soft edges."""
+    return np.clip(spec.stroke_gain * (_upscale(scan[None], size)[0] - 0.5) + 0.5, 0.0, 1.0)
+
+
+def _placed_alpha(scan: np.ndarray, size: int, x: int, y: int, spec: DigitsBgConfig) -> np.ndarray:
+    alpha = np.zeros((spec.image_size, spec.image_size), dtype=np.float32)
+    alpha[y : y + size, x : x + size] = digit_alpha(scan, size, spec)
+    return alpha
+
+
+def plain_digit(scan: np.ndarray, size: int, x: int, y: int, spec: DigitsBgConfig = DigitsBgConfig()) -> np.ndarray:
+    """The digit a composite of ``scan`` pasted at side ``size`` and top-left (``x``, ``y``) shows, white on
+    black: the image both controls (``background: black``, ``digit_colour: white``) give for the same draws.
+    uint8 (S, S, 3)."""
+    alpha = _placed_alpha(scan, size, x, y, spec)
+    return np.clip(np.rint(alpha[..., None] * np.full(3, 255.0, dtype=np.float32)), 0, 255).astype(np.uint8)
+
+
 def _composite(scan: np.ndarray, backgrounds: np.ndarray, rng: np.random.Generator,
                spec: DigitsBgConfig) -> tuple[np.ndarray, np.ndarray, list[float]]:
     """One composite: returns (image uint8 (S, S, 3), mask bool (S, S), [hue, scale, x, y, background])."""
     size = int(rng.integers(spec.digit_min, spec.digit_max + 1))
-    alpha_digit = np.clip(spec.stroke_gain * (_upscale(scan[None], size)[0] - 0.5) + 0.5, 0.0, 1.0)
     y = int(rng.integers(0, spec.image_size - size + 1))
     x = int(rng.integers(0, spec.image_size - size + 1))
-    alpha = np.zeros((spec.image_size, spec.image_size), dtype=np.float32)
-    alpha[y : y + size, x : x + size] = alpha_digit
+    alpha = _placed_alpha(scan, size, x, y, spec)
     colour = rng.uniform(0, 255, size=3).astype(np.float32)
     if spec.digit_colour == "white":
         colour = np.full(3, 255.0, dtype=np.float32)
@@ -85,12 +103,16 @@ def _composite(scan: np.ndarray, backgrounds: np.ndarray, rng: np.random.Generat
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), alpha > 0.5, factors
 
 
+def load_scans() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 1,797 digit scans as float32 (n, 8, 8) in [0, 1], and their int64 labels."""
+    digits = load_digits()
+    return (digits.images / 16.0).astype(np.float32), digits.target.astype(np.int64)
+
+
 def build_digits_bg(seed: int, spec: DigitsBgConfig = DigitsBgConfig()) -> dict[str, ImageSplit]:
     """Build the train and test splits of digits-bg deterministically from ``seed``, with each
     composite's generative factors (columns as in :data:`FACTORS`)."""
-    digits = load_digits()
-    scans = (digits.images / 16.0).astype(np.float32)
-    labels = digits.target.astype(np.int64)
+    scans, labels = load_scans()
     photos = [np.asarray(p) for p in load_sample_images().images]
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(scans))

@@ -1,0 +1,1 @@
+"""Unpaired image translation: CUT, FastCUT, DCLGAN and CycleGAN on digits-bg -> plain digits."""

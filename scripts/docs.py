@@ -827,9 +827,6 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "paper-beta-sweep": figure_table("beta_sweep"),
     "beta-sweep-summary": beta_sweep_summary,
     "paper-vqvae-codebook": figure_table("vqvae_codebook"),
-    "paper-translation": figure_table("translation"),
-    "translation-summary": translation_summary,
-    "translation-cost": translation_cost,
 }
 
 

@@ -22,7 +22,8 @@ from conftest import REPO, TINY_RUN, tiny_dataset, write_params
 from selfsup.errors import ConfigError
 from selfsup.params import load_config
 from selfsup.search.space import parse_space
-from selfsup.search.study import JOURNAL, run_search, study_name
+from selfsup.search.storage import JOURNAL
+from selfsup.search.study import run_search, study_name
 from selfsup.stage_config import restrict
 
 IMAGE_SEARCH = {"target": "image", "sampler": "random", "n_trials": 4, "epochs": 1,

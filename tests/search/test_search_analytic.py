@@ -27,7 +27,8 @@ from selfsup.errors import TrainingError
 from selfsup.params import load_config
 from selfsup.search.objectives import TrialResult
 from selfsup.search.space import Dimension, parse_space
-from selfsup.search.study import HOST, JOURNAL, open_storage, run_search, study_name
+from selfsup.search.storage import JOURNAL, open_storage
+from selfsup.search.study import HOST, run_search, study_name
 
 # A 3-dimensional ELo space: two loss weights and the (log-scaled) learning rate.
 ELO_SPACE = {"elo.weights.rgb.reconstruct": [0.0, 1.0], "elo.weights.flow.distill": [0.0, 1.0],

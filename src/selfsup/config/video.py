@@ -187,6 +187,16 @@ class SearchConfig:
     grid_points: int = knob(3, ge=2, doc="grid: values per searched param")
     epochs: int = knob(3, ge=1, doc="training epochs of each trial")
     n_workers: int = knob(1, ge=1, doc="trials run in parallel processes on this machine")
-    storage: str | None = knob(None, doc="an RDB URL several machines share; null: a journal file in the output")
+    storage: str | None = knob(None, doc="an RDB URL several machines share (postgresql://user@host/db); null: a "
+                                         "journal file in the output")
     study_name: str = knob("selfsup-search")
     seed: int = knob(0, ge=0, doc="sampler seed")
+    heartbeat_interval: int = knob(30, ge=1, doc="RDB storages: seconds between a running trial's heartbeats")
+    grace_period: int | None = knob(None, ge=1, doc="RDB storages: seconds without a heartbeat after which a "
+                                                    "running trial is failed and retried; null: twice the interval")
+    max_retry: int = knob(3, ge=0, doc="RDB storages: how often the params of a trial whose worker died run again")
+
+    def check(self, prefix: str) -> None:
+        if self.grace_period is not None and self.grace_period <= self.heartbeat_interval:
+            raise ConfigError(f"{prefix}grace_period={self.grace_period} must exceed {prefix}heartbeat_interval="
+                              f"{self.heartbeat_interval}: a live trial would be failed between two heartbeats")

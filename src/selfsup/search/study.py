@@ -1,14 +1,16 @@
 """The search study: sampler, storage, workers, resumption, and what the stage writes.
 
 The study lives in ``<study_dir>/study.journal`` (Optuna's journal file storage) unless
-``search.storage`` names an RDB URL that several machines share. Trials are run with Optuna's
-ask/tell interface so the stopping rule is exact: a worker asks for a trial only while fewer than
-``search.n_trials`` trials are complete, running or queued, and the check and the ask happen under
-one file lock, so parallel workers on one machine never overshoot. Each trial records the host
-and process that runs it; a trial left RUNNING by a process that no longer exists (an interrupted
-search) is marked FAIL when the search starts again and its params are queued once more, so no
-trial is lost and none is counted twice. Every trial is one nested MLflow run under the search's
-parent run.
+``search.storage`` names an RDB URL that several machines share (:mod:`selfsup.search.storage`).
+Trials are run with Optuna's ask/tell interface so the stopping rule is exact: a worker asks for a
+trial only while fewer than ``search.n_trials`` trials are complete, running or queued, and the
+check and the ask happen under one lock (a PostgreSQL advisory lock for a study in PostgreSQL, a
+file lock otherwise), so parallel workers never overshoot. Each trial records the host and process
+that runs it; a trial left RUNNING by a process of this host that no longer exists (an interrupted
+search) is marked FAIL when the search starts again and its params are queued once more, and in an
+RDB storage a trial whose heartbeat stopped (its worker died on any machine) is failed and queued
+again by whichever worker asks next, so no trial is lost and none is counted twice. Every trial is
+one nested MLflow run under the search's parent run.
 
 What a trial computes is an ``Objective``: a callable taking the trial's resolved config and the
 data folder and returning a ``TrialResult``. The stage uses ``objectives.run_trial`` (a short
@@ -21,12 +23,12 @@ import logging
 import multiprocessing
 import os
 import socket
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import optuna
-from filelock import FileLock
 from optuna.trial import TrialState
 
 from selfsup.config import Config
@@ -34,12 +36,21 @@ from selfsup.config.video import SearchConfig
 from selfsup.errors import ConfigError, TrainingError
 from selfsup.io import atomic_write_text, write_json
 from selfsup.search.space import Dimension, check_space, nested, parse_space, trial_config
+from selfsup.search.storage import (
+    StorageError,
+    fail_stale,
+    heartbeat,
+    open_storage,
+    reachable,
+    redact,
+    storage_errors,
+    study_lock,
+)
 
 if TYPE_CHECKING:
     from selfsup.search.objectives import TrialResult
 
 log = logging.getLogger(__name__)
-JOURNAL = "study.journal"
 HOST = socket.gethostname()
 
 Objective = Callable[[Config, Path], "TrialResult"]
@@ -75,26 +86,6 @@ def make_sampler(search: SearchConfig, dims: list[Dimension], worker: int = 0,
     if search.sampler == "grid":
         return _GridSampler({d.name: d.grid(search.grid_points) for d in dims}, seed=seed)
     return optuna.samplers.RandomSampler(seed=seed)
-
-
-def open_storage(search: SearchConfig, study_dir: Path) -> optuna.storages.BaseStorage:
-    """The study's storage; an RDB URL that cannot be opened is a ConfigError naming the key."""
-    if search.storage:
-        try:
-            return optuna.storages.RDBStorage(search.storage)
-        except Exception as exc:  # noqa: BLE001 - any driver error means the same thing to the user
-            raise ConfigError(f"search.storage={search.storage!r} cannot be opened ({type(exc).__name__}: "
-                              f"{exc}); give an RDB URL such as sqlite:///search.db or "
-                              f"postgresql://host/db, or null for a journal file") from exc
-    from optuna.storages.journal import JournalFileBackend
-
-    study_dir.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.JournalStorage(JournalFileBackend(str(study_dir / JOURNAL)))
-
-
-def _lock(study_dir: Path) -> FileLock:
-    study_dir.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(study_dir / "study.lock"))
 
 
 def _alive(pid: int) -> bool:
@@ -133,16 +124,20 @@ def _finish_mlflow(run_id: str, status: str) -> None:
         tracker.finish(status)
 
 
-def _next_trial(study: optuna.Study, search: SearchConfig, dims: list[Dimension],
-                study_dir: Path) -> tuple[optuna.Trial, dict[str, float]] | None:
-    """Under the study lock: stop if the study has its trials, else ask for one with all its params."""
-    with _lock(study_dir):
+def _next_trial(study: optuna.Study, search: SearchConfig, dims: list[Dimension], study_dir: Path,
+                name: str) -> tuple[optuna.Trial, dict[str, float]] | None:
+    """Under the study lock: fail trials whose workers died, then stop if the study has its trials, else ask for
+    one with all its params."""
+    with study_lock(study._storage, search, study_dir, name):
+        fail_stale(study)
         trials = study.get_trials(deepcopy=False)
         waiting = any(t.state == TrialState.WAITING for t in trials)
         busy = sum(t.state in (TrialState.COMPLETE, TrialState.RUNNING) for t in trials)
         if not waiting and busy >= search.n_trials:
             return None
-        trial = study.ask()
+        with warnings.catch_warnings():  # heartbeats are recorded by this module's own thread, not by optimize()
+            warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
+            trial = study.ask()
         trial.set_user_attr("host", HOST)
         trial.set_user_attr("pid", os.getpid())
         params = {d.name: trial.suggest_float(d.name, d.low, d.high, log=d.log) for d in dims}
@@ -179,8 +174,6 @@ def worker_loop(base: dict, data_dir: Path, study_dir: Path, name: str, worker: 
     """
     import torch
 
-    from selfsup.tracking import Tracker
-
     if objective is None:
         from selfsup.search.objectives import run_trial as objective
     if threads:
@@ -188,10 +181,19 @@ def worker_loop(base: dict, data_dir: Path, study_dir: Path, name: str, worker: 
     search = trial_config(base, {}).search
     dims = parse_space(search)
     storage = open_storage(search, study_dir)
-    study = optuna.load_study(study_name=name, storage=storage)
-    study.sampler = make_sampler(search, dims, worker, len(study.trials))
+    with storage_errors(search):
+        study = optuna.load_study(study_name=name, storage=storage)
+        study.sampler = make_sampler(search, dims, worker, len(study.trials))
+        return _work(study, storage, base, data_dir, study_dir, name, search, dims, parent_run_id, objective)
+
+
+def _work(study: optuna.Study, storage: optuna.storages.BaseStorage, base: dict, data_dir: Path, study_dir: Path,
+          name: str, search: SearchConfig, dims: list[Dimension], parent_run_id: str | None,
+          objective: Objective) -> int:
+    from selfsup.tracking import Tracker
+
     ran = failures = 0
-    while (asked := _next_trial(study, search, dims, study_dir)) is not None:
+    while (asked := _next_trial(study, search, dims, study_dir, name)) is not None:
         trial, params = asked
         tracker = None
         if parent_run_id:
@@ -201,7 +203,8 @@ def worker_loop(base: dict, data_dir: Path, study_dir: Path, name: str, worker: 
             trial.set_user_attr("mlflow_run_id", tracker.run_id)
             tracker.log_params(params)
         try:
-            result = objective(trial_config(base, params), data_dir)
+            with heartbeat(storage, trial._trial_id):
+                result = objective(trial_config(base, params), data_dir)
         except TrainingError as exc:
             log.warning("trial %d failed: %s", trial.number, exc)
             study.tell(trial, state=TrialState.FAIL)
@@ -238,7 +241,8 @@ def study_name(cfg: Config) -> str:
     if cfg.search.target == "image":
         settings = {k: v for k, v in settings.items() if k not in ("elo", "video")}
     settings["search"] = {k: v for k, v in settings["search"].items()
-                          if k not in ("n_trials", "n_workers", "storage", "study_name")}
+                          if k not in ("n_trials", "n_workers", "storage", "study_name", "heartbeat_interval",
+                                       "grace_period", "max_retry")}
     return f"{cfg.search.study_name}-{fingerprint(settings)}"
 
 
@@ -263,7 +267,7 @@ def run_search(cfg: Config, data_dir: Path, study_dir: Path, out_dir: Path, trac
     study_dir, out_dir = Path(study_dir), Path(out_dir)
     storage = open_storage(search, study_dir)
     name = study_name(cfg)
-    with _lock(study_dir):
+    with storage_errors(search), study_lock(storage, search, study_dir, name):
         study = optuna.create_study(study_name=name, storage=storage, direction="minimize", load_if_exists=True)
         recover_interrupted(study)
     parent = _parent_run(study_dir, name, cfg, track)
@@ -280,10 +284,15 @@ def run_search(cfg: Config, data_dir: Path, study_dir: Path, out_dir: Path, trac
         for p in procs:
             p.join()
         bad = [p.exitcode for p in procs if p.exitcode]
+        if bad and not reachable(search):
+            raise StorageError(f"{len(bad)} search worker(s) stopped and the search storage {redact(search.storage)} "
+                               f"cannot be reached. Start the database again and rerun the stage: the study "
+                               f"continues where it stopped")
         if bad:
             raise TrainingError(f"{len(bad)} search worker(s) exited with codes {bad}; rerun the stage to "
                                 f"continue the study where it stopped")
-    return write_outputs(study, dims, out_dir, parent)
+    with storage_errors(search):
+        return write_outputs(study, dims, out_dir, parent)
 
 
 def trials_table(study: optuna.Study, dims: list[Dimension]) -> tuple[list[str], list[list[str]]]:

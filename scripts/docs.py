@@ -426,12 +426,19 @@ def _flat(params: dict, prefix: str = "") -> dict:
     return out
 
 
+def _project(values: object, like: object) -> object:
+    """``values`` restricted to the keys ``like`` has, recursively."""
+    if isinstance(like, dict) and isinstance(values, dict):
+        return {k: _project(values.get(k), v) for k, v in like.items()}
+    return values
+
+
 def _adopted(method: str, found: dict) -> bool:
     """Whether the preset now takes the found recipe: then the shared-budget table's row must be that run."""
     from selfsup.params import load_config
 
     cfg = load_config(REPO / "params.yaml", {"method": method, "epochs": found["epochs"]}).to_dict()
-    if {k: cfg.get(k) for k in found["config"]} != found["config"]:  # sections added since are not the recipe
+    if _project(cfg, found["config"]) != found["config"]:  # knobs added to the schema since are not the recipe
         return False
     row = _methods("methods")[method]
     if any(row[k] != found[k] for k in ("linear_top1", "knn_top1", "gain_linear", "gain_knn")):

@@ -19,3 +19,7 @@ class TrainingError(SelfSupError):
 
 class OutputError(SelfSupError):
     """An output cannot be written (e.g. its folder is read-only)."""
+
+
+class TrackingError(SelfSupError):
+    """The MLflow tracking server cannot be reached."""

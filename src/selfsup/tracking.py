@@ -62,6 +62,29 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{store_root() / 'mlflow.db'}"
 
 
+def check_server() -> None:
+    """With an HTTP tracking URI, fail at once, before any training, when the server does not answer its
+    ``/health`` endpoint: one line naming the URI and the ways on. Nothing for the sqlite default."""
+    import urllib.error
+    import urllib.request
+
+    from selfsup.errors import TrackingError
+
+    uri = tracking_uri()
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10) as response:
+            if response.status == 200:
+                return
+            reason = f"HTTP {response.status}"
+    except (urllib.error.URLError, OSError) as exc:
+        reason = str(getattr(exc, "reason", exc))
+    raise TrackingError(f"the MLflow tracking server MLFLOW_TRACKING_URI={uri} does not answer ({reason}); start it "
+                        f"(docs/teams.md), or unset MLFLOW_TRACKING_URI to record into the sqlite default "
+                        f"{store_root() / 'mlflow.db'}, or pass --no-mlflow where the stage has it")
+
+
 def _lock_path() -> Path | None:
     uri = tracking_uri()
     if uri.startswith("sqlite:///"):
@@ -138,6 +161,7 @@ class Tracker:
     def _client() -> Any:
         from mlflow.tracking import MlflowClient
 
+        check_server()
         return Tracker._guarded(lambda: MlflowClient(tracking_uri()))
 
     @classmethod

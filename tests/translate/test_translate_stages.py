@@ -96,3 +96,18 @@ def test_a_sigkilled_dclgan_run_resumes_to_identical_metrics_and_weights(project
         assert torch.equal(full_state[k], resumed_state[k]), k
     for png in ("step_000004.png", "step_000008.png"):
         assert (project / "cut" / "samples" / png).read_bytes() == (project / "full" / "samples" / png).read_bytes()
+
+
+def test_an_unreachable_mlflow_server_stops_the_stage_before_training(project: Path, small_digits_bg: Path) -> None:
+    from servers import free_port
+
+    _params(project, method="cut")
+    uri = f"http://127.0.0.1:{free_port()}"
+    cmd = [sys.executable, str(REPO / "stages" / "translate.py"), "--params", str(project / "params.yaml"), "--data",
+           str(small_digits_bg), "--out", str(project / "tr"), "--checkpoints", str(project / "ck")]
+    proc = subprocess.run(cmd, cwd=project, capture_output=True, text=True,
+                          env={**os.environ, "MLFLOW_TRACKING_URI": uri})
+    assert proc.returncode == 1
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: TrackingError:") and uri in line and "unset MLFLOW_TRACKING_URI" in line
+    assert not (project / "ck" / "last.pt").exists() and not (project / "tr" / "metrics.json").exists()

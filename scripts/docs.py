@@ -746,12 +746,12 @@ def _translate_evals() -> dict[str, dict]:
                                                     else len(TRANSLATE_ORDER), kv[0])))
 
 
-def _margin(run: dict, ref: dict, key: str, direction: int) -> str:
-    """The run's margin over a reference on one score, in standard errors of the difference."""
+def _margin(run: dict, ref: dict, key: str, direction: int, name: str) -> str:
+    """Whether the run beats the reference ``name`` on one score, in standard errors of the difference."""
     diff = direction * (run[key] - ref[key])
     se = math.sqrt(run[f"{key}_se"] ** 2 + ref[f"{key}_se"] ** 2)
     verdict = "beats" if diff > 2 * se else ("loses to" if diff < -2 * se else "ties")
-    return f"{verdict} ({diff / se:+.1f} SE)"
+    return f"{verdict} {name} ({diff / se:+.1f} SE)"
 
 
 def translation_summary() -> str:
@@ -763,8 +763,8 @@ def translation_summary() -> str:
         parts = []
         for key, direction, label in TRANSLATE_SCORES:
             value = f"{100 * s[key]:.1f}%" if key == "content" else f"{s[key]:.3f}"
-            parts.append(f"{label} {value}: identity {_margin(s, refs['identity'], key, direction)}, black "
-                         f"background {_margin(s, refs['black_background'], key, direction)}")
+            parts.append(f"{label} {value} {_margin(s, refs['identity'], key, direction, 'identity')}, "
+                         f"{_margin(s, refs['black_background'], key, direction, 'black background')}")
         lines.append(f"- `{name}`: " + "; ".join(parts) + ".")
     return "\n".join(lines)
 
@@ -777,7 +777,8 @@ def translation_cost() -> str:
     lines = [f"Measured on {record['machine']}, {record['threads']} threads, {record['steps']} steps after "
              f"{record['warmup']} of warm-up, median of {len(methods['cyclegan']['rounds'])} rounds taken in turn.",
              "", "| method | s/step | vs CycleGAN | peak MiB (process) | parameters |", "|---|---|---|---|---|"]
-    for name, m in methods.items():
+    for name in TRANSLATE_ORDER:
+        m = methods[name]
         lines.append(f"| {name} | {m['seconds_per_step']:.3f} | {m['seconds_per_step'] / base:.2f}x | "
                      f"{m['peak_rss_mib']:.0f} | {m['parameters']:,} |")
     return "\n".join(lines)
@@ -834,6 +835,9 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "paper-beta-sweep": figure_table("beta_sweep"),
     "beta-sweep-summary": beta_sweep_summary,
     "paper-vqvae-codebook": figure_table("vqvae_codebook"),
+    "paper-translation": figure_table("translation"),
+    "translation-summary": translation_summary,
+    "translation-cost": translation_cost,
 }
 
 

@@ -95,3 +95,42 @@ class PostgresServer:
 
     def url(self, database: str) -> str:
         return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{database}"
+
+
+class MlflowServer:
+    """``mlflow server`` on 127.0.0.1, its runs in ``backend`` (a database URL) and its artifacts served from a
+    local folder; :meth:`remove` stops it."""
+
+    def __init__(self, backend: str, root: Path) -> None:
+        import sys
+        import time
+        import urllib.request
+
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.artifacts = Path(root) / "artifacts"
+        self.log = open(Path(root) / "mlflow-server.log", "w")  # noqa: SIM115 - open while the server runs
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend, "--artifacts-destination",
+             self.artifacts.as_uri(), "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mlflow server exited with {self.proc.returncode}; see {self.log.name}")
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.5)
+        self.remove()
+        raise RuntimeError(f"mlflow server did not answer on {self.uri} within 180 s; see {self.log.name}")
+
+    def remove(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()

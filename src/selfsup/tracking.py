@@ -179,8 +179,9 @@ class Tracker:
                             "%r and a new one is started here", name, exp.artifact_location, moved)
                 client.rename_experiment(exp.experiment_id, moved)
                 exp = None
-            if exp is None:
-                return client.create_experiment(name, artifact_location=artifacts, tags=EXPERIMENT_TAGS)
+            if exp is None:  # a tracking server keeps the artifacts where it was told to (--artifacts-destination)
+                location = None if tracking_uri().startswith(("http://", "https://")) else artifacts
+                return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_TAGS)
             for key, value in EXPERIMENT_TAGS.items():
                 if key not in exp.tags:
                     client.set_experiment_tag(exp.experiment_id, key, value)

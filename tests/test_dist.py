@@ -1,5 +1,6 @@
 """DDP under torchrun (gloo, CPU): the distributed loss, gradients and method state after one step
-equal one process's on the global batch."""
+equal one process's on the global batch, with two processes on one node and with two single-process
+"nodes" on localhost that meet through torchrun's c10d rendezvous, as the machines of a cluster do."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import torch
 from conftest import write_params
 from selfsup.methods import DataInfo, Views, build_method
 from selfsup.params import load_config
+from servers import free_port
 
 pytestmark = pytest.mark.slow  # each test starts torchrun with two processes
 
@@ -23,15 +25,29 @@ NO_BN = {"backbone": {"name": "small_cnn", "width": 4, "norm": "none"},
          "projector": {"layers": 2, "hidden_dim": 16, "out_dim": 8, "hidden_bn": False}}
 
 
-def run_two_processes(project: Path, params: Path, views: Views, index: torch.Tensor, n_images: int) -> dict:
+def torchrun(script: Path, *args: str, nodes: int = 1) -> None:
+    """Run ``script`` on two processes: one node with two (``--standalone``), or ``nodes=2`` "machines" on
+    localhost with one process each, meeting through the c10d rendezvous as nodes of a cluster do."""
+    launcher = (shutil.which("torchrun") or f"{sys.executable} -m torch.distributed.run").split()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if nodes == 1:
+        cmds = [[*launcher, "--nproc_per_node=2", "--standalone", str(script), *args]]
+    else:
+        endpoint = f"127.0.0.1:{free_port()}"
+        cmds = [[*launcher, f"--nnodes={nodes}", "--nproc_per_node=1", f"--node_rank={rank}",
+                 "--rdzv_backend=c10d", f"--rdzv_endpoint={endpoint}", "--rdzv_id=selfsup-test", str(script), *args]
+                for rank in range(nodes)]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for cmd in cmds]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for proc, (_, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err[-3000:]
+
+
+def run_two_processes(project: Path, params: Path, views: Views, index: torch.Tensor, n_images: int,
+                      nodes: int = 1) -> dict:
     torch.save({"large": views.large, "small": views.small, "index": index, "n_images": n_images},
                project / "views.pt")
-    torchrun = shutil.which("torchrun") or f"{sys.executable} -m torch.distributed.run"
-    cmd = [*torchrun.split(), "--nproc_per_node=2", "--standalone",
-           str(WORKERS / "ddp_step.py"), str(params), str(project / "ddp.pt")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    torchrun(WORKERS / "ddp_step.py", str(params), str(project / "ddp.pt"), nodes=nodes)
     out = torch.load(project / "ddp.pt", weights_only=True)
     other = torch.load(project / "ddp.rank1.pt", weights_only=True)
     assert out["world"] == 2 and out["broadcast_buffers"] is False
@@ -72,15 +88,16 @@ def assert_same_step(ddp: dict, single: dict) -> None:
         assert torch.allclose(ddp["state"][name].float(), value.float(), rtol=1e-4, atol=1e-5), name
 
 
-@pytest.mark.parametrize("method", ["simclr", "barlow", "instdisc"])
-def test_two_process_step_equals_single_process(project, method) -> None:
+@pytest.mark.parametrize(("method", "nodes"), [("simclr", 1), ("barlow", 1), ("instdisc", 1), ("simclr", 2)])
+def test_two_process_step_equals_single_process(project, method, nodes) -> None:
     # No BatchNorm anywhere, so each rank's forward sees exactly what one process sees. InstDisc's
-    # memory bank rows of both ranks' images are written on every rank.
+    # memory bank rows of both ranks' images are written on every rank. nodes=2: two torchrun launches
+    # on localhost, one per "machine", joined by the c10d rendezvous.
     params = write_params(project, method=method, **NO_BN, nce_k=16)
     g = torch.Generator().manual_seed(0)
     views = Views([torch.randn(8, 3, 16, 16, generator=g) for _ in range(2)])  # 2 x B samples, B = 4 per rank
     index = torch.arange(8)
-    assert_same_step(run_two_processes(project, params, views, index, 8),
+    assert_same_step(run_two_processes(project, params, views, index, 8, nodes=nodes),
                      single_process_step(params, views, index, 8))
 
 
@@ -125,7 +142,8 @@ def test_swav_sinkhorn_over_two_processes_equals_one_process(project) -> None:
                      single_process_step(params, views, index, 64))
 
 
-def test_elo_two_process_step_equals_single_process(tmp_path) -> None:
+@pytest.mark.parametrize("nodes", [1, 2])
+def test_elo_two_process_step_equals_single_process(tmp_path, nodes) -> None:
     """ELo's first step under DDP (rows of the global batch per rank, the global batch's augmentation and
     task labels, contrastive candidates from both ranks) equals one process's step on the global batch:
     the same loss terms and the same gradients for every network, head and distillation projection."""
@@ -140,11 +158,7 @@ def test_elo_two_process_step_equals_single_process(tmp_path) -> None:
     frames, flow, logmel = _clips(n=16)
     config = {"elo": {**TINY, "batch_size": 8, "crop_min": 0.6, "brightness": 0.2}, "train": {"threads": 1}}
     torch.save({"config": config, "frames": frames, "flow": flow, "logmel": logmel}, tmp_path / "elo.pt")
-    torchrun = shutil.which("torchrun") or f"{sys.executable} -m torch.distributed.run"
-    cmd = [*torchrun.split(), "--nproc_per_node=2", "--standalone", str(WORKERS / "elo_ddp_step.py"),
-           str(tmp_path / "elo.pt"), str(tmp_path / "ddp.pt")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    torchrun(WORKERS / "elo_ddp_step.py", str(tmp_path / "elo.pt"), str(tmp_path / "ddp.pt"), nodes=nodes)
     ddp = torch.load(tmp_path / "ddp.pt", weights_only=True)
     assert ddp["world"] == 2
 

@@ -172,3 +172,55 @@ def test_elo_two_process_step_equals_single_process(tmp_path, nodes) -> None:
     assert ddp["grads"].keys() == grads.keys() and len(grads) > 50
     for k, g in grads.items():
         assert torch.allclose(ddp["grads"][k], g, rtol=1e-4, atol=1e-6), k
+
+
+def _worker_of_rank(agent: subprocess.Popen, rank: int) -> int | None:
+    """The pid of the torchrun worker with ``RANK=rank`` among the agent's descendants, if it runs yet."""
+    import psutil
+
+    for child in psutil.Process(agent.pid).children(recursive=True):
+        try:
+            if child.environ().get("RANK") == str(rank) and "pretrain.py" in " ".join(child.cmdline()):
+                return child.pid
+        except psutil.Error:
+            continue
+    return None
+
+
+def test_a_killed_torchrun_worker_stops_the_job_and_a_rerun_resumes_to_identical_metrics(project) -> None:
+    """Rank 1 is SIGKILLed after the first checkpoint: the job stops (torchrun takes the whole group down),
+    and the same command again resumes from that checkpoint to the metrics of an uninterrupted run."""
+    import json
+    import signal
+    import time
+
+    from conftest import REPO, TINY_RUN, tiny_dataset
+
+    tiny_dataset(project / "data", n_train=64)
+    write_params(project, method="simclr", **{**TINY_RUN, **NO_BN, "epochs": 4, "batch_size": 16,
+                                              "train": {**TINY_RUN["train"], "checkpoint_every": 2}})
+    launcher = (shutil.which("torchrun") or f"{sys.executable} -m torch.distributed.run").split()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def cmd(name: str) -> list[str]:
+        return [*launcher, "--nproc_per_node=2", "--standalone", str(REPO / "stages" / "pretrain.py"), "--params",
+                "params.yaml", "--data", "data", "--out", name, "--checkpoints", f"ck-{name}", "--no-mlflow"]
+
+    subprocess.run(cmd("whole"), cwd=project, env=env, check=True, capture_output=True, timeout=300)
+    agent = subprocess.Popen(cmd("killed"), cwd=project, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (project / "ck-killed" / "last.pt").exists() and time.time() < deadline and agent.poll() is None:
+        time.sleep(0.05)
+    victim = _worker_of_rank(agent, 1)
+    assert victim is not None and agent.poll() is None, "the job ended before its first checkpoint"
+    os.kill(victim, signal.SIGKILL)
+    assert agent.wait(timeout=120) != 0  # the job stops
+    assert not (project / "killed" / "metrics.json").exists()
+    subprocess.run(cmd("killed"), cwd=project, env=env, check=True, capture_output=True, timeout=300)
+
+    def metrics(name: str) -> dict:
+        values = json.loads((project / name / "metrics.json").read_text())
+        return {k: v for k, v in values.items() if "seconds" not in k and k != "peak_rss_mib"}
+
+    assert metrics("killed") == metrics("whole")

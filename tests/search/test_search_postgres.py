@@ -78,26 +78,40 @@ def test_postgresql_stopped_mid_search_fails_clearly_and_a_rerun_continues(proje
                                                                           server: PostgresServer) -> None:
     url = server.create_database("fault_drill")
     n_trials = 8
-    stopped = threading.Event()
+    stopped, search_over, errors = threading.Event(), threading.Event(), []
+
+    write_params(project, search={"space": SPACE, "sampler": "random", "storage": url, "n_trials": n_trials,
+                                  "n_workers": 2})
+    name = study_name(load_config(project / "params.yaml"))
+    watcher = optuna.storages.RDBStorage(url)  # one connection pool for the polling, not one per poll
 
     def stop_after_three_trials() -> None:
-        deadline = time.time() + 120
-        while time.time() < deadline:
+        """Crash the server once three trials are complete (however slowly the workers start)."""
+        while not search_over.is_set():
             try:
-                if sum(t.state == TrialState.COMPLETE for t in _trials(project, url)) >= 3:
-                    break
-            except Exception:  # noqa: BLE001 - the study may not exist yet
-                pass
+                study_id = watcher.get_study_id_from_name(name)
+                done = len(watcher.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,)))
+            except KeyError:  # the study does not exist yet
+                done = 0
+            if done >= 3:
+                try:
+                    server.stop("immediate")  # a crash: connections are cut, running transactions lost
+                except Exception as exc:  # noqa: BLE001 - reported by the test below
+                    errors.append(exc)
+                stopped.set()
+                return
             time.sleep(0.2)
-        server.stop("immediate")  # a crash: connections are cut, running transactions lost
-        stopped.set()
 
     stopper = threading.Thread(target=stop_after_three_trials)
     stopper.start()
-    with pytest.raises(StorageError) as failure:
-        _search(project, url, slow_quadratic, n_trials=n_trials, n_workers=2)
-    stopper.join()
-    assert stopped.is_set()
+    try:
+        with pytest.raises(StorageError) as failure:
+            _search(project, url, slow_quadratic, n_trials=n_trials, n_workers=2)
+    finally:
+        search_over.set()
+        stopper.join()
+        watcher.engine.dispose()
+    assert stopped.is_set() and errors == []
     message = str(failure.value)
     assert redact(url) in message and "cannot be reached" in message and "rerun the stage" in message
 

@@ -7,7 +7,7 @@
   ``RDBStorage`` with heartbeats. A worker records a heartbeat every ``search.heartbeat_interval``
   seconds while its trial runs (:func:`heartbeat`); a RUNNING trial whose heartbeat is older than
   ``search.grace_period`` (its worker died, wherever it ran) is failed by any worker before it asks
-  for a trial, and Optuna's ``RetryFailedTrialCallback`` queues its params again (at most
+  for a trial, and Optuna's retry callback (``RetryHeartbeatStaleTrialCallback``) queues its params again (at most
   ``search.max_retry`` times).
 
 The stopping rule ("ask only while fewer than ``n_trials`` trials are complete or running") is a
@@ -79,11 +79,13 @@ def open_storage(search: SearchConfig, study_dir: Path) -> optuna.storages.BaseS
     """The study's storage (see the module docstring); a URL that cannot be opened is a ConfigError naming the key,
     a PostgreSQL server that does not answer a StorageError."""
     if search.storage:
-        retry = optuna.storages.RetryFailedTrialCallback(max_retry=search.max_retry)
         lost = storage_errors(search) if is_postgresql(search.storage) else contextlib.nullcontext()
         try:
             with lost, warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: since v2.9
+                # Optuna 4.9 renamed RetryFailedTrialCallback; the old name warns and goes in v6
+                retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback",
+                                optuna.storages.RetryFailedTrialCallback)(max_retry=search.max_retry)
                 return optuna.storages.RDBStorage(search.storage, heartbeat_interval=search.heartbeat_interval,
                                                   grace_period=search.grace_period,
                                                   heartbeat_stale_trial_callback=retry)

@@ -784,6 +784,24 @@ def translation_cost() -> str:
     return "\n".join(lines)
 
 
+def team_storage() -> str:
+    """Search throughput per storage and worker count, and MLflow logging cost (benchmarks/team_storage.py)."""
+    record = json.loads((RECORDS / "team_storage.json").read_text())
+    search = record["search"]
+    workers = sorted({int(w) for rates in search.values() for w in rates})
+    lines = [f"Measured on {record['machine']}: {record['trials']} trials per study, each sleeping "
+             f"{record['trial_seconds']:g} s in place of training.", "",
+             "| storage | " + " | ".join(f"{w} worker{'s' if w > 1 else ''} (trials/min)" for w in workers) + " |",
+             "|---|" + "---|" * len(workers)]
+    for name, rates in search.items():
+        lines.append(f"| {name} | " + " | ".join(f"{rates[str(w)]:.1f}" for w in workers) + " |")
+    ms = record["logging_ms"]
+    lines += ["", f"MLflow: one training step's `log_metrics` takes {ms['sqlite']:.2f} ms into the sqlite default and "
+              f"{ms['server']:.2f} ms into an `mlflow server` on PostgreSQL ({ms['server'] / ms['sqlite']:.2f}x), "
+              f"mean of {record['steps']} calls."]
+    return "\n".join(lines)
+
+
 def remote_roundtrip() -> str:
     return "```\n" + _text(RECORDS / "remote_roundtrip.txt") + "\n```"
 
@@ -838,6 +856,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "paper-translation": figure_table("translation"),
     "translation-summary": translation_summary,
     "translation-cost": translation_cost,
+    "team-storage": team_storage,
 }
 
 

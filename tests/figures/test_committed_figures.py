@@ -15,7 +15,8 @@ FIGURES = {
     "main": (["--run", "results/pretrain", "results/evaluate", "--elo", "results/elo_evaluate",
               "--search", "results/search"], "results/figures"),
     "paper": (["--runs", "results/paper/runs", "--elo", "results/paper/elo", "--search", "results/paper/search",
-               "--fewlabel", "results/paper/fewlabel", "--translate", "results/paper/translate"], "results/paper/figures"),
+               "--fewlabel", "results/paper/fewlabel", "--translate", "results/paper/translate"],
+              "results/paper/figures"),
 }
 
 

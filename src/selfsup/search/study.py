@@ -124,11 +124,11 @@ def _finish_mlflow(run_id: str, status: str) -> None:
         tracker.finish(status)
 
 
-def _next_trial(study: optuna.Study, search: SearchConfig, dims: list[Dimension], study_dir: Path,
-                name: str) -> tuple[optuna.Trial, dict[str, float]] | None:
+def _next_trial(study: optuna.Study, storage: optuna.storages.BaseStorage, search: SearchConfig,
+                dims: list[Dimension], study_dir: Path, name: str) -> tuple[optuna.Trial, dict[str, float]] | None:
     """Under the study lock: fail trials whose workers died, then stop if the study has its trials, else ask for
     one with all its params."""
-    with study_lock(study._storage, search, study_dir, name):
+    with study_lock(storage, search, study_dir, name):
         fail_stale(study)
         trials = study.get_trials(deepcopy=False)
         waiting = any(t.state == TrialState.WAITING for t in trials)
@@ -193,7 +193,7 @@ def _work(study: optuna.Study, storage: optuna.storages.BaseStorage, base: dict,
     from selfsup.tracking import Tracker
 
     ran = failures = 0
-    while (asked := _next_trial(study, search, dims, study_dir, name)) is not None:
+    while (asked := _next_trial(study, storage, search, dims, study_dir, name)) is not None:
         trial, params = asked
         tracker = None
         if parent_run_id:

@@ -99,21 +99,27 @@ class PostgresServer:
 
 class MlflowServer:
     """``mlflow server`` on 127.0.0.1, its runs in ``backend`` (a database URL) and its artifacts served from a
-    local folder; :meth:`remove` stops it."""
+    local folder. :meth:`stop` and :meth:`start` take it away and bring it back on the same port (a fault
+    drill); :meth:`remove` stops it for good."""
 
     def __init__(self, backend: str, root: Path) -> None:
+        self.backend = backend
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.artifacts = Path(root) / "artifacts"
+        self.log = open(Path(root) / "mlflow-server.log", "a")  # noqa: SIM115 - open while the server runs
+        self.proc: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
         import sys
         import time
         import urllib.request
 
-        self.port = free_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
-        self.artifacts = Path(root) / "artifacts"
-        self.log = open(Path(root) / "mlflow-server.log", "w")  # noqa: SIM115 - open while the server runs
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend, "--artifacts-destination",
+            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", self.backend, "--artifacts-destination",
              self.artifacts.as_uri(), "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + 180
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -127,10 +133,19 @@ class MlflowServer:
         self.remove()
         raise RuntimeError(f"mlflow server did not answer on {self.uri} within 180 s; see {self.log.name}")
 
-    def remove(self) -> None:
-        self.proc.terminate()
+    def stop(self) -> None:
+        """Stop the server and every process it started (uvicorn's workers)."""
+        import signal
+
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
         try:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def remove(self) -> None:
+        self.stop()
         self.log.close()

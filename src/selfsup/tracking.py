@@ -15,6 +15,10 @@ the DVC experiment. Its artifacts live in ``<root>/mlruns``; when the
 repository was moved or copied (the experiment's artifact location is another folder), the old
 experiment is renamed and a new one is started, so no run writes into the original folder.
 
+With a tracking server, a write the server does not answer is kept and retried, and spilled to
+``.mlflow-pending/`` if the run ends before the server is back (``selfsup.tracking_outbox``); training never
+stops for it.
+
 SQLite allows one writer at a time: every write goes through a file lock next to the database
 and is retried if SQLite still reports the database as locked, so parallel queue workers
 (``dvc queue start -j 2``) never fail with "database is locked".
@@ -36,6 +40,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from filelock import FileLock
+
+from selfsup.tracking_outbox import Outbox, apply, is_unreachable, replay_pending, shorten_http_retries
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -71,7 +77,7 @@ def check_server() -> None:
     from selfsup.errors import TrackingError
 
     uri = tracking_uri()
-    if not uri.startswith(("http://", "https://")):
+    if not is_server(uri):
         return
     try:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10) as response:
@@ -83,6 +89,10 @@ def check_server() -> None:
     raise TrackingError(f"the MLflow tracking server MLFLOW_TRACKING_URI={uri} does not answer ({reason}); start it "
                         f"(docs/teams.md), or unset MLFLOW_TRACKING_URI to record into the sqlite default "
                         f"{store_root() / 'mlflow.db'}, or pass --no-mlflow where the stage has it")
+
+
+def is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
 
 
 def _lock_path() -> Path | None:
@@ -141,6 +151,7 @@ class Tracker:
     def __init__(self, client: Any, run_id: str) -> None:
         self.client = client
         self.run_id = run_id
+        self.outbox = Outbox(store_root(), run_id)
 
     # -- locking -------------------------------------------------------------------------------
     @staticmethod
@@ -162,7 +173,11 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         check_server()
-        return Tracker._guarded(lambda: MlflowClient(tracking_uri()))
+        client = Tracker._guarded(lambda: MlflowClient(tracking_uri()))
+        if is_server(tracking_uri()):
+            shorten_http_retries()
+            replay_pending(store_root(), client)
+        return client
 
     @classmethod
     def _experiment_id(cls, client: Any) -> str:
@@ -180,7 +195,7 @@ class Tracker:
                 client.rename_experiment(exp.experiment_id, moved)
                 exp = None
             if exp is None:  # a tracking server keeps the artifacts where it was told to (--artifacts-destination)
-                location = None if tracking_uri().startswith(("http://", "https://")) else artifacts
+                location = None if is_server(tracking_uri()) else artifacts
                 return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_TAGS)
             for key, value in EXPERIMENT_TAGS.items():
                 if key not in exp.tags:
@@ -228,35 +243,56 @@ class Tracker:
             return None
 
     # -- logging -------------------------------------------------------------------------------
-    def log_params(self, params: dict[str, Any]) -> None:
-        from mlflow.entities import Param
+    def _send(self, write: dict[str, Any]) -> None:
+        """Send ``write`` after any kept ones; keep it instead while the server is away (see Outbox)."""
+        if self.outbox and not (self.outbox.due() and self.outbox.flush(self._apply)):
+            self.outbox.add(write)
+            return
+        try:
+            self._apply(write)
+        except Exception as exc:  # noqa: BLE001 - anything but a lost server is re-raised
+            if not (is_server(tracking_uri()) and is_unreachable(exc)):
+                raise
+            log.warning("MLflow server %s unreachable (%s); training goes on, and this run's writes are kept and "
+                        "retried", tracking_uri(), str(exc).splitlines()[0][:200])
+            self.outbox.add(write)
 
-        items = [Param(k, str(v)) for k, v in sorted(params.items())]
+    def _apply(self, write: dict[str, Any], files: Path | None = None) -> None:
+        self._guarded(lambda: apply(self.client, self.run_id, write, files))
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        items = [[k, str(v)] for k, v in sorted(params.items())]
         for i in range(0, len(items), 100):
-            self._guarded(lambda batch=items[i : i + 100]: self.client.log_batch(self.run_id, params=batch))
+            self._send({"op": "log_batch", "params": items[i : i + 100]})
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        from mlflow.entities import Metric
-
         now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
-        self._guarded(lambda: self.client.log_batch(self.run_id, metrics=batch))
+        self._send({"op": "log_batch", "metrics": [[k, float(v), now, step or 0] for k, v in metrics.items()]})
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        from mlflow.entities import RunTag
-
-        batch = [RunTag(k, str(v)) for k, v in tags.items()]
-        self._guarded(lambda: self.client.log_batch(self.run_id, tags=batch))
+        self._send({"op": "log_batch", "tags": [[k, str(v)] for k, v in tags.items()]})
 
     def describe(self, text: str) -> None:
         """Set the run's description (shown on its page and as a column of the runs table)."""
         self.set_tags({DESCRIPTION: text})
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        self._guarded(lambda: self.client.log_artifact(self.run_id, str(path), artifact_path))
+        self._send({"op": "log_artifact", "path": str(path), "artifact_path": artifact_path})
 
     def finish(self, status: str = "FINISHED") -> None:
-        self._guarded(lambda: self.client.set_terminated(self.run_id, status))
+        """End the run. Writes kept while the server was away are sent first, retried for
+        ``SELFSUP_MLFLOW_FLUSH_SECONDS`` (a finished run only), and else spilled to ``.mlflow-pending/``."""
+        self._send({"op": "set_terminated", "status": status})
+        if not self.outbox:
+            return
+        patience = float(os.environ.get("SELFSUP_MLFLOW_FLUSH_SECONDS", 60)) if status == "FINISHED" else 0.0
+        if self.outbox.drain(self._apply, patience):
+            log.info("MLflow server %s is back; the run's kept writes were sent", tracking_uri())
+            return
+        folder = self.outbox.spill()
+        log.warning("MLflow server %s still unreachable: the run's remaining writes are kept in %s and are sent by "
+                    "the next stage that reaches the server (or: python -m selfsup.tracking_outbox)", tracking_uri(),
+                    folder)
 
     @contextlib.contextmanager
     def failing_on_error(self) -> Iterator[Tracker]:

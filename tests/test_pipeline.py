@@ -46,8 +46,8 @@ TINY_PRESET = {
 
 def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900,
         env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    env.pop("MLFLOW_TRACKING_URI", None)
+    env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, "PYTHONUNBUFFERED": "1",
+           **(env or {})}
     if (cwd / "src" / "selfsup").is_dir():
         env["PYTHONPATH"] = str(cwd / "src")  # the stages run the copy's code, not the installed package
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
@@ -265,17 +265,37 @@ def test_masks_reach_pretrain_only_with_background_augmentation_on(repo: Path) -
         run(["git", "checkout", "--", "params.yaml"], repo)
 
 
-def test_queued_experiments_record_into_the_same_store(repo: Path) -> None:
-    before = {r.info.run_id for r in mlflow_runs(repo)}
-    run(["dvc", "exp", "run", "--queue", "-S", "method=simclr,barlow", "-S", "seed=7"], repo)
-    run(["dvc", "queue", "start", "-j", "2"], repo)
+def run_queue(repo: Path, workers: int = 1, env: dict[str, str] | None = None) -> None:
+    """Start the queue's workers (with ``env``) once the last ones have gone, and wait until every queued
+    experiment has run; fails naming the log of a failed one."""
     deadline = time.time() + 900
+    while "Worker status: 0 active, 0 idle" not in run(["dvc", "queue", "status"], repo).stdout:
+        assert time.time() < deadline, "the previous queue workers did not stop"
+        time.sleep(2)  # an idle worker stops a minute after the queue is empty; a new one must get ``env``
+    run(["dvc", "queue", "start", "-j", str(workers)], repo, env=env)
     while time.time() < deadline:
         status = run(["dvc", "queue", "status"], repo).stdout
         if "Running" not in status and "Queued" not in status:
             break
         time.sleep(5)
     assert "Failed" not in status, run(["dvc", "queue", "logs", status.split()[0]], repo, check=False).stdout
+
+
+def run_shapes(client: object, runs: list) -> dict[str, list]:
+    """What a set of MLflow runs recorded, by stage: metric, param and tag names and top-level artifacts."""
+    shapes: dict[str, list] = {}
+    for r in runs:
+        artifacts = sorted(a.path for a in client.list_artifacts(r.info.run_id))
+        tags = sorted(k for k in r.data.tags if not k.startswith("mlflow.") or k == "mlflow.note.content")
+        shapes.setdefault(r.data.tags.get("stage", ""), []).append(
+            (sorted(r.data.metrics), sorted(r.data.params), tags, artifacts, r.info.status))
+    return {stage: sorted(entries) for stage, entries in shapes.items()}
+
+
+def test_queued_experiments_record_into_the_same_store(repo: Path) -> None:
+    before = {r.info.run_id for r in mlflow_runs(repo)}
+    run(["dvc", "exp", "run", "--queue", "-S", "method=simclr,barlow", "-S", "seed=7"], repo)
+    run_queue(repo, workers=2)
     new = [r for r in mlflow_runs(repo) if r.info.run_id not in before and r.data.tags.get("stage") == "pretrain"]
     assert sorted(r.data.params["method"] for r in new) == ["barlow", "simclr"]
     assert all("image/linear_top1" in r.data.metrics for r in new)
@@ -284,6 +304,44 @@ def test_queued_experiments_record_into_the_same_store(repo: Path) -> None:
     seeds = [e["data"]["params"]["params.yaml"]["data"].get("seed")
              for rev in shown for e in (rev.get("experiments") or []) for e in e.get("revs", [])]
     assert seeds.count(7) == 2
+
+
+def test_a_queued_experiment_records_into_a_tracking_server_as_into_sqlite(repo: Path, tmp_path: Path) -> None:
+    """``MLFLOW_TRACKING_URI`` reaches the queue's workers: a queued experiment's pretrain, evaluation, search
+    and its trials record into ``mlflow server`` on PostgreSQL what the same experiment records into sqlite."""
+    from mlflow.tracking import MlflowClient
+
+    from servers import MlflowServer, PostgresServer
+
+    def queued_simclr_runs() -> list:
+        runs = [r for r in mlflow_runs(repo) if r.data.tags.get("dvc.exp_name")]
+        names = sorted({r.data.tags["dvc.exp_name"] for r in runs if r.data.params.get("method") == "simclr"
+                        and r.data.tags.get("stage") == "pretrain"})
+        return [r for r in runs if names and r.data.tags["dvc.exp_name"] == names[0]]
+
+    sqlite = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    reference = queued_simclr_runs()
+    if not reference:  # run alone: queue the same experiment into sqlite first
+        run(["dvc", "exp", "run", "--queue", "-S", "method=simclr", "-S", "seed=7"], repo)
+        run_queue(repo)
+        reference = queued_simclr_runs()
+    before = {r.info.run_id for r in mlflow_runs(repo)}
+    pg = PostgresServer()
+    pg.start()
+    server = MlflowServer(pg.create_database("mlflow"), tmp_path)
+    try:
+        env = {"MLFLOW_TRACKING_URI": server.uri}
+        run(["dvc", "exp", "run", "--queue", "-S", "method=simclr", "-S", "seed=8"], repo, env=env)
+        run_queue(repo, env=env)
+        client = MlflowClient(server.uri)
+        runs = client.search_runs([client.get_experiment_by_name("selfsup").experiment_id])
+        assert {r.info.run_id for r in mlflow_runs(repo)} == before  # nothing went into the sqlite store
+        assert {r.data.tags.get("stage") for r in runs} >= {"pretrain", "search", "search-trial"}
+        assert len({r.data.tags["dvc.exp_name"] for r in runs}) == 1
+        assert run_shapes(client, runs) == run_shapes(sqlite, reference)
+    finally:
+        server.remove()
+        pg.remove()
 
 
 def test_sigkilled_pretrain_resumes_to_the_same_result(repo: Path, tmp_path: Path) -> None:

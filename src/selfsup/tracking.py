@@ -245,7 +245,7 @@ class Tracker:
     # -- logging -------------------------------------------------------------------------------
     def _send(self, write: dict[str, Any]) -> None:
         """Send ``write`` after any kept ones; keep it instead while the server is away (see Outbox)."""
-        if self.outbox and not (self.outbox.due() and self.outbox.flush(self._apply)):
+        if self.outbox and not (self.outbox.due() and self._flush()):
             self.outbox.add(write)
             return
         try:
@@ -256,6 +256,14 @@ class Tracker:
             log.warning("MLflow server %s unreachable (%s); training goes on, and this run's writes are kept and "
                         "retried", tracking_uri(), str(exc).splitlines()[0][:200])
             self.outbox.add(write)
+
+    def _flush(self, patience: float = 0.0) -> bool:
+        """Send the kept writes, retrying for ``patience`` seconds; True (and a log line) once all are sent."""
+        kept = len(self.outbox.writes)
+        if not self.outbox.drain(self._apply, patience):
+            return False
+        log.info("MLflow server %s is back; the run's %d kept writes were sent", tracking_uri(), kept)
+        return True
 
     def _apply(self, write: dict[str, Any], files: Path | None = None) -> None:
         self._guarded(lambda: apply(self.client, self.run_id, write, files))
@@ -286,8 +294,7 @@ class Tracker:
         if not self.outbox:
             return
         patience = float(os.environ.get("SELFSUP_MLFLOW_FLUSH_SECONDS", 60)) if status == "FINISHED" else 0.0
-        if self.outbox.drain(self._apply, patience):
-            log.info("MLflow server %s is back; the run's kept writes were sent", tracking_uri())
+        if self._flush(patience):
             return
         folder = self.outbox.spill()
         log.warning("MLflow server %s still unreachable: the run's remaining writes are kept in %s and are sent by "

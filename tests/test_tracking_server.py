@@ -112,14 +112,29 @@ def _histories(client: MlflowClient, run_id: str) -> dict[str, list]:
             for key in run.data.metrics}
 
 
+def _full_record(client: MlflowClient) -> dict:
+    """The store's one run as :func:`_record` gives it, with every metric's history."""
+    run, record = _record(client)
+    return {**record, "histories": _histories(client, run.info.run_id)}
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> MlflowServer:
+    """A server on its own PostgreSQL, for a drill that stops and restarts it."""
+    pg = PostgresServer()
+    pg.start()
+    server = MlflowServer(pg.create_database("mlflow"), tmp_path)
+    yield server
+    server.remove()
+    pg.remove()
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The outage run's pretrain and evaluation recorded into the sqlite default, undisturbed."""
     root = _prepare(tmp_path_factory.mktemp("reference") / "root")
     _run_stages(root, None)
-    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
-    run, record = _record(client)
-    return {**record, "histories": _histories(client, run.info.run_id)}
+    return _full_record(MlflowClient(f"sqlite:///{root / 'mlflow.db'}"))
 
 
 def _pretrain_through_an_outage(root: Path, server: MlflowServer, back_before_the_end: bool) -> str:
@@ -154,47 +169,34 @@ def _pretrain_through_an_outage(root: Path, server: MlflowServer, back_before_th
 
 
 @pytest.mark.slow
-def test_a_server_lost_mid_run_and_back_before_it_ends_gets_every_write(tmp_path: Path, reference: dict) -> None:
-    pg = PostgresServer()
-    pg.start()
-    server = MlflowServer(pg.create_database("mlflow"), tmp_path)
-    try:
-        root = _prepare(tmp_path / "root")
-        output = _pretrain_through_an_outage(root, server, back_before_the_end=True)
-        assert "kept writes were sent" in output
-        assert not (root / ".mlflow-pending").exists() or not any((root / ".mlflow-pending").iterdir())
-        _run_stages(root, server.uri, pretrain=False)
-        client = MlflowClient(server.uri)
-        run, record = _record(client)
-        assert {**record, "histories": _histories(client, run.info.run_id)} == reference
-    finally:
-        server.remove()
-        pg.remove()
+def test_a_server_lost_mid_run_and_back_before_it_ends_gets_every_write(tmp_path: Path, reference: dict,
+                                                                        own_server: MlflowServer) -> None:
+    server = own_server
+    root = _prepare(tmp_path / "root")
+    output = _pretrain_through_an_outage(root, server, back_before_the_end=True)
+    assert "kept writes were sent" in output
+    assert not (root / ".mlflow-pending").exists() or not any((root / ".mlflow-pending").iterdir())
+    _run_stages(root, server.uri, pretrain=False)
+    client = MlflowClient(server.uri)
+    assert _full_record(client) == reference
 
 
 @pytest.mark.slow
-def test_a_server_lost_until_the_run_ends_gets_every_write_from_the_next_stage(tmp_path: Path,
-                                                                                reference: dict) -> None:
-    pg = PostgresServer()
-    pg.start()
-    server = MlflowServer(pg.create_database("mlflow"), tmp_path)
-    try:
-        root = _prepare(tmp_path / "root")
-        output = _pretrain_through_an_outage(root, server, back_before_the_end=False)
-        assert "still unreachable" in output
-        (spilled,) = (root / ".mlflow-pending").glob("*/writes.json")
-        writes = json.loads(spilled.read_text())["writes"]
-        assert writes[-1] == {"op": "set_terminated", "status": "FINISHED"}
-        assert sum("train/loss" in json.dumps(w) for w in writes) >= 10  # training went on without the server
-        snapshot = next(spilled.parent.glob("files/*/model.pt"))
-        assert snapshot.read_bytes() == (root / "out" / "model.pt").read_bytes()
-        client = MlflowClient(server.uri)
-        (run,) = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
-        assert run.info.status == "RUNNING"  # the end of the run is in the spilled writes, not yet in the server
-        _run_stages(root, server.uri, pretrain=False)  # baseline and evaluate reach the server: they send it
-        assert not any((root / ".mlflow-pending").iterdir())
-        run, record = _record(client)
-        assert {**record, "histories": _histories(client, run.info.run_id)} == reference
-    finally:
-        server.remove()
-        pg.remove()
+def test_a_server_lost_until_the_run_ends_gets_every_write_from_the_next_stage(
+        tmp_path: Path, reference: dict, own_server: MlflowServer) -> None:
+    server = own_server
+    root = _prepare(tmp_path / "root")
+    output = _pretrain_through_an_outage(root, server, back_before_the_end=False)
+    assert "still unreachable" in output
+    (spilled,) = (root / ".mlflow-pending").glob("*/writes.json")
+    writes = json.loads(spilled.read_text())["writes"]
+    assert writes[-1] == {"op": "set_terminated", "status": "FINISHED"}
+    assert sum("train/loss" in json.dumps(w) for w in writes) >= 10  # training went on without the server
+    snapshot = next(spilled.parent.glob("files/*/model.pt"))
+    assert snapshot.read_bytes() == (root / "out" / "model.pt").read_bytes()
+    client = MlflowClient(server.uri)
+    (run,) = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
+    assert run.info.status == "RUNNING"  # the end of the run is in the spilled writes, not yet in the server
+    _run_stages(root, server.uri, pretrain=False)  # baseline and evaluate reach the server: they send it
+    assert not any((root / ".mlflow-pending").iterdir())
+    assert _full_record(client) == reference

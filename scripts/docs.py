@@ -152,10 +152,27 @@ def default_details() -> str:
             f"| gain over the random backbone | **{points(ev['gain_linear'])} points** | "
             f"{points(ev['gain_knn'])} points |" + supervised_row(ev, cfg, bold=True) + "\n\n"
             + (f"The linear probe recovers {pct(ev['linear_fraction_of_supervised'])} of the supervised model's "
-               f"top-1. " if "linear_fraction_of_supervised" in ev else "")
+               f"top-1. " if "linear_fraction_of_supervised" in ev else "") + _full_budget_ceiling(ev, cfg)
             + f"Final loss {pre['loss']:.3g} after {pre['steps']} steps; collapse diagnostic (std of l2-normalised "
             f"projections) {pre['collapse_std']:.4f}, i.e. {pre['collapse_std_x_sqrt_d']:.3f}/sqrt(d) with d = "
             f"{cfg['projector']['out_dim']}: {'no collapse' if pre['collapse_std_x_sqrt_d'] > 0.5 else 'collapsing'}.")
+
+
+def _full_budget_ceiling(ev: dict, cfg: dict) -> str:
+    """Where the baseline's supervised run is shorter than the pretraining: the supervised record at the
+    pretraining's budget (``ratio-levers``), and the linear probe's fraction of it."""
+    epochs = _yaml("results/config/baseline.yaml")["eval"]["supervised"]["epochs"]
+    if "supervised_top1" not in ev or epochs in (None, cfg["epochs"]):
+        return ""
+    for path in sorted((RECORDS / RATIO_LEVERS).glob("*/supervised.json")):
+        sup = json.loads(path.read_text())
+        if _same_supervised_run(sup["config"], cfg):
+            return (f"The supervised model trains for {epochs} of the pretraining's {cfg['epochs']} epochs, to keep "
+                    f"the DAG short; at all {cfg['epochs']} it reaches {pct(sup['classifier_top1'])} "
+                    f"(`benchmarks/records/{RATIO_LEVERS}/{path.parent.name}/supervised.json`), of which the linear "
+                    f"probe recovers "
+                    f"{pct(ev['linear_top1'] / sup['classifier_top1'])}. ")
+    return ""
 
 
 def dag_time() -> str:
@@ -395,6 +412,75 @@ def bias_lr_ratio() -> str:
     pairs = [(name, str(r["config"]["optim"]["bias_norm_lr_ratio"]), _full_rate_row(r), r)
              for name, r in _methods("bias-lr-ratio").items()]
     return _side_by_side("ratio", ("full rate", "at the ratio"), pairs)
+
+
+RATIO_LEVERS = "ratio-levers"
+SUPERVISED_KNOBS = ("seed", "epochs", "batch_size", "backbone", "views", "dataset", "data")  # what its run reads
+
+
+def _same_supervised_run(a: dict, b: dict) -> bool:
+    """Whether two run configs give the same supervised run: they agree on every knob it reads that both hold."""
+    return _agree({k: a[k] for k in SUPERVISED_KNOBS if k in a}, {k: b[k] for k in SUPERVISED_KNOBS if k in b}, skip=())
+
+
+def _supervised_for(row: dict, folder: str) -> dict:
+    """The supervised record beside ``row`` (its folder's, else the shared-budget table's) run with the same
+    architecture, views and budget, so that the fraction compares like with like."""
+    for candidate in (RECORDS / folder / "supervised.json", RECORDS / "methods" / "supervised.json"):
+        if candidate.is_file():
+            sup = json.loads(candidate.read_text())
+            if _same_supervised_run(sup["config"], row["config"]):
+                return sup
+    raise SystemExit(f"no supervised record with the backbone, views and budget of {folder}/{row['method']}.json; "
+                     f"rerun it with benchmarks/methods_table.py --supervised --out benchmarks/records/{folder}")
+
+
+def _lever_rows() -> list[tuple[str, dict, dict]]:
+    """(what changed from the preset, SimCLR's row, its supervised row): the preset's first, then each lever
+    of ``benchmarks/records/ratio-levers/``."""
+    base = _methods("methods")["simclr"]
+    rows = [("the preset", base, _supervised_for(base, "methods"))]
+    for folder in sorted((RECORDS / RATIO_LEVERS).iterdir()):
+        row = _methods(f"{RATIO_LEVERS}/{folder.name}")["simclr"]
+        flat, ref = _flat(row["config"]), _flat(base["config"])
+        changed = ", ".join(f"`{k}` {ref[k]} → {v}" for k, v in sorted(flat.items()) if k in ref and ref[k] != v)
+        rows.append((changed or folder.name, row, _supervised_for(row, f"{RATIO_LEVERS}/{folder.name}")))
+    return rows
+
+
+def ratio_levers() -> str:
+    """SimCLR's linear probe as a fraction of the supervised top-1 at the shared budget, for the preset and for
+    each lever changed alone (``benchmarks/records/ratio-levers/<lever>/``), each against a supervised run
+    of its own architecture, views and budget."""
+    lines = ["| change from the preset | SimCLR linear % | kNN % | supervised top-1 % | linear / supervised "
+             "| SimCLR pretrain s | supervised run s |", "|---|---|---|---|---|---|---|"]
+    for label, row, sup in _lever_rows():
+        lines.append(f"| {label} | {100 * row['linear_top1']:.1f} | {100 * row['knn_top1']:.1f} "
+                     f"| {100 * sup['classifier_top1']:.1f} | {row['linear_top1'] / sup['classifier_top1']:.3f} "
+                     f"| {row['pretrain_seconds']:.0f} | {sup['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def ratio_levers_summary() -> str:
+    """Each lever's change of the ratio and of SimCLR's linear accuracy, largest ratio first."""
+    (_, base, base_sup), *levers = _lever_rows()
+    ratio = base["linear_top1"] / base_sup["classifier_top1"]
+
+    def moved(label: str, row: dict, sup: dict) -> tuple[float, str]:
+        r = row["linear_top1"] / sup["classifier_top1"]
+        return r, (f"{label}: ratio {r:.3f} ({r - ratio:+.3f}), "
+                   f"SimCLR {points(row['linear_top1'] - base['linear_top1'])} points, "
+                   f"supervised {points(sup['classifier_top1'] - base_sup['classifier_top1'])} points, "
+                   f"pretraining {row['pretrain_seconds'] / base['pretrain_seconds']:.1f}x the preset's time")
+
+    ranked = sorted((moved(*lever) for lever in levers), key=lambda m: -m[0])
+    plain = _methods("methods-plain")["simclr"]
+    plain_sup = _supervised_for(plain, "methods-plain")
+    return (f"At the shared budget the preset's SimCLR recovers {ratio:.3f} of the supervised top-1. One lever at a "
+            f"time, largest ratio first:\n\n" + "\n".join(f"- {text}" for _, text in ranked)
+            + f"\n\nOn plain digits (the nuisance control above) the same run recovers "
+            f"{plain['linear_top1'] / plain_sup['classifier_top1']:.3f} of its supervised top-1 "
+            f"({pct(plain['linear_top1'])} against {pct(plain_sup['classifier_top1'])}).")
 
 
 RECIPE_SEARCH = Path("benchmarks/records/recipe-search")
@@ -815,6 +901,8 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "paper-reproduces": paper_reproduces,
     "recipe-fixes": recipe_fixes,
     "bias-lr-ratio": bias_lr_ratio,
+    "ratio-levers": ratio_levers,
+    "ratio-levers-summary": ratio_levers_summary,
     "paper-defaults-kept-out": paper_defaults_kept_out,
     "barlow-summary": barlow_summary,
     "simsiam-summary": simsiam_summary,

@@ -74,3 +74,25 @@ def test_the_default_tables_gain_the_supervised_row_when_the_records_have_it(tmp
     details = docs.default_details()
     assert row + "**85.0%**) | 80.0% | 75.0% |" in details
     assert f"recovers {100 * ev['linear_top1'] / 0.85:.1f}% of the supervised model's top-1" in details
+
+
+def test_a_lever_is_measured_only_against_a_supervised_run_of_its_own_views(tmp_path, monkeypatch) -> None:
+    records = tmp_path / "records"
+    for folder in ("methods", "methods-plain"):
+        (records / folder).mkdir(parents=True)
+        for name in ("simclr", "supervised"):
+            (records / folder / f"{name}.json").write_text((docs.RECORDS / folder / f"{name}.json").read_text())
+    lever = json.loads((records / "methods" / "simclr.json").read_text())
+    lever["config"]["views"]["size"] = 24
+    (records / "ratio-levers" / "views-24").mkdir(parents=True)
+    (records / "ratio-levers" / "views-24" / "simclr.json").write_text(json.dumps(lever))
+    monkeypatch.setattr(docs, "RECORDS", records)
+    with pytest.raises(SystemExit, match="no supervised record with the backbone, views and budget"):
+        docs.ratio_levers()
+    sup = json.loads((records / "methods" / "supervised.json").read_text())
+    sup["config"]["views"]["size"] = 24
+    sup["classifier_top1"] = 0.8
+    (records / "ratio-levers" / "views-24" / "supervised.json").write_text(json.dumps(sup))
+    row = docs.ratio_levers().splitlines()[-1]
+    assert row.startswith("| `views.size` 16 → 24 |")
+    assert f"| {lever['linear_top1'] / 0.8:.3f} |" in row

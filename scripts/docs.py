@@ -170,8 +170,7 @@ def _full_budget_ceiling(ev: dict, cfg: dict) -> str:
             return (f"The supervised model trains for {epochs} of the pretraining's {cfg['epochs']} epochs, to keep "
                     f"the DAG short; at all {cfg['epochs']} it reaches {pct(sup['classifier_top1'])} "
                     f"(`benchmarks/records/{RATIO_LEVERS}/{path.parent.name}/supervised.json`), of which the linear "
-                    f"probe recovers "
-                    f"{pct(ev['linear_top1'] / sup['classifier_top1'])}. ")
+                    f"probe recovers {pct(_fraction(ev, sup))}. ")
     return ""
 
 
@@ -423,6 +422,11 @@ def _same_supervised_run(a: dict, b: dict) -> bool:
     return _agree({k: a[k] for k in SUPERVISED_KNOBS if k in a}, {k: b[k] for k in SUPERVISED_KNOBS if k in b}, skip=())
 
 
+def _fraction(row: dict, sup: dict) -> float:
+    """A run's linear probe over the supervised model's own top-1."""
+    return row["linear_top1"] / sup["classifier_top1"]
+
+
 def _supervised_for(row: dict, folder: str) -> dict:
     """The supervised record beside ``row`` (its folder's, else the shared-budget table's) run with the same
     architecture, views and budget, so that the fraction compares like with like."""
@@ -456,7 +460,7 @@ def ratio_levers() -> str:
              "| SimCLR pretrain s | supervised run s |", "|---|---|---|---|---|---|---|"]
     for label, row, sup in _lever_rows():
         lines.append(f"| {label} | {100 * row['linear_top1']:.1f} | {100 * row['knn_top1']:.1f} "
-                     f"| {100 * sup['classifier_top1']:.1f} | {row['linear_top1'] / sup['classifier_top1']:.3f} "
+                     f"| {100 * sup['classifier_top1']:.1f} | {_fraction(row, sup):.3f} "
                      f"| {row['pretrain_seconds']:.0f} | {sup['seconds']:.0f} |")
     return "\n".join(lines)
 
@@ -464,10 +468,10 @@ def ratio_levers() -> str:
 def ratio_levers_summary() -> str:
     """Each lever's change of the ratio and of SimCLR's linear accuracy, largest ratio first."""
     (_, base, base_sup), *levers = _lever_rows()
-    ratio = base["linear_top1"] / base_sup["classifier_top1"]
+    ratio = _fraction(base, base_sup)
 
     def moved(label: str, row: dict, sup: dict) -> tuple[float, str]:
-        r = row["linear_top1"] / sup["classifier_top1"]
+        r = _fraction(row, sup)
         return r, (f"{label}: ratio {r:.3f} ({r - ratio:+.3f}), "
                    f"SimCLR {points(row['linear_top1'] - base['linear_top1'])} points, "
                    f"supervised {points(sup['classifier_top1'] - base_sup['classifier_top1'])} points, "
@@ -479,7 +483,7 @@ def ratio_levers_summary() -> str:
     return (f"At the shared budget the preset's SimCLR recovers {ratio:.3f} of the supervised top-1. One lever at a "
             f"time, largest ratio first:\n\n" + "\n".join(f"- {text}" for _, text in ranked)
             + f"\n\nOn plain digits (the nuisance control above) the same run recovers "
-            f"{plain['linear_top1'] / plain_sup['classifier_top1']:.3f} of its supervised top-1 "
+            f"{_fraction(plain, plain_sup):.3f} of its supervised top-1 "
             f"({pct(plain['linear_top1'])} against {pct(plain_sup['classifier_top1'])}).")
 
 
